@@ -1,0 +1,469 @@
+//! Decoding: pure functions from wire messages to the model.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as OtlpKeyValue, any_value};
+use phosphor_proto::phosphor as wire;
+use phosphor_store::model::{
+    Annotation, AnnotationType, Event, Fragment, KeyValue, LegacyIds, Link, Protocol, Span,
+    SpanId, SpanKind, StatusCode, TraceId, Value,
+};
+
+/// Limits applied while decoding.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest attribute string value kept; longer values are cut (and say
+    /// so with a trailing marker).
+    pub max_value_bytes: usize,
+    /// Most attributes kept per span, event or link.
+    pub max_attributes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_value_bytes: 16 * 1024,
+            max_attributes: 256,
+        }
+    }
+}
+
+/// The result of decoding an OTLP request: the good spans, and how many
+/// were rejected and why (for `partial_success`).
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub fragments: Vec<Fragment>,
+    pub rejected: u64,
+    pub first_error: Option<String>,
+}
+
+impl Decoded {
+    fn reject(&mut self, why: String) {
+        self.rejected += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(why);
+        }
+    }
+}
+
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("…[truncated]");
+    }
+    s
+}
+
+fn value(v: Option<&AnyValue>, limits: &Limits, depth: usize) -> Value {
+    use any_value::Value as V;
+    let Some(v) = v.and_then(|v| v.value.as_ref()) else {
+        return Value::Str(String::new());
+    };
+    match v {
+        V::StringValue(s) => Value::Str(cut(s.clone(), limits.max_value_bytes)),
+        V::BoolValue(b) => Value::Bool(*b),
+        V::IntValue(i) => Value::Int(*i),
+        V::DoubleValue(d) => Value::Double(*d),
+        V::BytesValue(b) => Value::Bytes(b[..b.len().min(limits.max_value_bytes)].to_vec()),
+        // Nested values deeper than a few levels are flattened to text.
+        _ if depth > 4 => Value::Str("…[nested too deep]".into()),
+        V::ArrayValue(a) => Value::Array(
+            a.values
+                .iter()
+                .take(limits.max_attributes)
+                .map(|x| value(Some(x), limits, depth + 1))
+                .collect(),
+        ),
+        V::KvlistValue(kv) => Value::Map(attributes(&kv.values, limits, depth + 1)),
+        // Any further kinds (string table references) are kept as empty.
+        #[allow(unreachable_patterns)]
+        _ => Value::Str(String::new()),
+    }
+}
+
+fn attributes(kvs: &[OtlpKeyValue], limits: &Limits, depth: usize) -> Vec<KeyValue> {
+    kvs.iter()
+        .take(limits.max_attributes)
+        .map(|kv| KeyValue {
+            key: cut(kv.key.clone(), 256),
+            value: value(kv.value.as_ref(), limits, depth),
+        })
+        .collect()
+}
+
+/// Decodes an OTLP export request. Spans with invalid IDs are rejected
+/// one by one; the rest are kept.
+pub fn otlp(req: ExportTraceServiceRequest, protocol: Protocol, limits: &Limits) -> Decoded {
+    let mut out = Decoded::default();
+    for rs in req.resource_spans {
+        let resource_attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
+        let mut service = None;
+        let mut resource = Vec::new();
+        for kv in attributes(&resource_attrs, limits, 0) {
+            match (&*kv.key, &kv.value) {
+                ("service.name", Value::Str(s)) if service.is_none() => service = Some(s.clone()),
+                _ => resource.push(kv),
+            }
+        }
+        let service = service
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown_service".into());
+        for ss in rs.scope_spans {
+            let scope = ss.scope.as_ref().filter(|s| !s.name.is_empty()).map(|s| {
+                if s.version.is_empty() {
+                    s.name.clone()
+                } else {
+                    format!("{} {}", s.name, s.version)
+                }
+            });
+            for s in ss.spans {
+                let Some(trace_id) = TraceId::from_slice(&s.trace_id) else {
+                    out.reject(format!(
+                        "span {:?}: trace_id must be 16 bytes and not all zero (got {} bytes)",
+                        s.name,
+                        s.trace_id.len()
+                    ));
+                    continue;
+                };
+                let Some(span_id) = SpanId::from_slice(&s.span_id) else {
+                    out.reject(format!(
+                        "span {:?}: span_id must be 8 bytes and not all zero (got {} bytes)",
+                        s.name,
+                        s.span_id.len()
+                    ));
+                    continue;
+                };
+                let parent_span_id = if s.parent_span_id.is_empty() {
+                    None
+                } else {
+                    match SpanId::from_slice(&s.parent_span_id) {
+                        Some(p) => Some(p),
+                        None => {
+                            out.reject(format!(
+                                "span {:?}: parent_span_id must be empty or 8 bytes",
+                                s.name
+                            ));
+                            continue;
+                        }
+                    }
+                };
+                let (status, status_message) = match s.status {
+                    Some(st) => (
+                        match st.code {
+                            1 => StatusCode::Ok,
+                            2 => StatusCode::Error,
+                            _ => StatusCode::Unset,
+                        },
+                        cut(st.message, limits.max_value_bytes),
+                    ),
+                    None => (StatusCode::Unset, String::new()),
+                };
+                out.fragments.push(Fragment::Span(Span {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    name: cut(s.name, 1024),
+                    kind: SpanKind::from_otlp(s.kind),
+                    service: service.clone(),
+                    start_ns: s.start_time_unix_nano,
+                    end_ns: s.end_time_unix_nano.max(s.start_time_unix_nano),
+                    status,
+                    status_message,
+                    attributes: attributes(&s.attributes, limits, 0),
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                    events: s
+                        .events
+                        .iter()
+                        .map(|e| Event {
+                            time_ns: e.time_unix_nano,
+                            name: cut(e.name.clone(), 1024),
+                            attributes: attributes(&e.attributes, limits, 0),
+                        })
+                        .collect(),
+                    links: s
+                        .links
+                        .iter()
+                        .filter_map(|l| {
+                            Some(Link {
+                                trace_id: TraceId::from_slice(&l.trace_id)?,
+                                span_id: SpanId::from_slice(&l.span_id)?,
+                                attributes: attributes(&l.attributes, limits, 0),
+                            })
+                        })
+                        .collect(),
+                    protocol,
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// Why an annotation was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    #[error("trace_id: {0}")]
+    TraceId(phosphor_store::model::IdError),
+    #[error("span_id: {0}")]
+    SpanId(phosphor_store::model::IdError),
+    #[error("parent_id: {0}")]
+    ParentId(phosphor_store::model::IdError),
+    #[error("annotation type {0} is not one of CLIENT_SEND..ANNOTATION")]
+    Type(i32),
+    #[error("timestamp must be positive microseconds since the epoch")]
+    Timestamp,
+}
+
+/// Converts one wire annotation into the model.
+pub fn annotation(a: wire::Annotation, limits: &Limits) -> Result<Fragment, AnnotationError> {
+    let kind = AnnotationType::from_wire(a.r#type).ok_or(AnnotationError::Type(a.r#type))?;
+    let (trace_id, legacy_trace) = TraceId::parse(&a.trace_id).map_err(AnnotationError::TraceId)?;
+    let (span_id, legacy_span) = SpanId::parse(&a.span_id).map_err(AnnotationError::SpanId)?;
+    let (parent_id, legacy_parent) = if a.parent_id.is_empty() {
+        (None, None)
+    } else {
+        let (p, l) = SpanId::parse(&a.parent_id).map_err(AnnotationError::ParentId)?;
+        (Some(p), l)
+    };
+    if a.timestamp <= 0 {
+        return Err(AnnotationError::Timestamp);
+    }
+    let max = limits.max_value_bytes;
+    Ok(Fragment::Annotation(Annotation {
+        trace_id,
+        span_id,
+        parent_id,
+        legacy: LegacyIds {
+            trace: legacy_trace,
+            span: legacy_span,
+            parent: legacy_parent,
+        },
+        kind,
+        one_way: a.r#async,
+        timestamp_us: a.timestamp,
+        duration_us: a.duration.max(0),
+        hostname: cut(a.hostname, 256),
+        origin: cut(a.origin, 256),
+        destination: cut(a.destination, 256),
+        payload: cut(String::from_utf8_lossy(&a.payload).into_owned(), max),
+        attributes: a
+            .key_value
+            .into_iter()
+            .take(limits.max_attributes)
+            .map(|kv| (cut(kv.key, 256), cut(kv.value, max)))
+            .collect(),
+    }))
+}
+
+/// The outcome of one datagram: the good annotations, and how many bad
+/// ones it held.
+#[derive(Debug, Default)]
+pub struct DatagramResult {
+    pub fragments: Vec<Fragment>,
+    pub bad_annotations: u64,
+}
+
+/// Decodes one UDP datagram in either framing. `Err` when the datagram as a
+/// whole is unreadable.
+pub fn datagram(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<DatagramResult, wire::DatagramError> {
+    let anns = match wire::decode_datagram(buf)? {
+        wire::Datagram::Legacy(a) => vec![a],
+        wire::Datagram::Batch(v) => v,
+    };
+    let mut out = DatagramResult::default();
+    for a in anns {
+        match annotation(a, limits) {
+            Ok(f) => out.fragments.push(f),
+            Err(_) => out.bad_annotations += 1,
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../../shared/fixtures/real-clients/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn spans(d: &Decoded) -> Vec<&Span> {
+        d.fragments
+            .iter()
+            .map(|f| match f {
+                Fragment::Span(s) => s,
+                Fragment::Annotation(_) => panic!("annotation from OTLP"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn real_js_otlp_json_decodes_with_hex_ids_and_events() {
+        let body = fixture("4318-0002-OTel-OTLP-Exporter-JavaScript.json");
+        let req: ExportTraceServiceRequest = serde_json::from_slice(&body).unwrap();
+        let d = otlp(req, Protocol::OtlpHttp, &Limits::default());
+        assert_eq!(d.rejected, 0);
+        let s = spans(&d);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].trace_id.to_hex(), "6e82ce7f72c9cc4c124cb81c0b27b4d7");
+        assert_eq!(s[0].span_id.to_hex(), "c5ad5fe52da252bd");
+        assert_eq!(s[0].parent_span_id.unwrap().to_hex(), "6b0101ae3a5a3e17");
+        assert_eq!(s[0].service, "node-otel-demo");
+        assert_eq!(s[0].name, "child-2");
+        assert_eq!(s[0].kind, SpanKind::Internal);
+        assert_eq!(s[0].start_ns, 1_795_240_702_392_000_000);
+        assert_eq!(s[0].end_ns, 1_795_240_702_409_132_766);
+        assert_eq!(s[0].events[0].name, "cache-miss");
+        assert_eq!(s[0].events[0].attributes[0], KeyValue::string("key", "abc"));
+        assert_eq!(s[0].scope.as_deref(), Some("demo"));
+    }
+
+    #[test]
+    fn every_real_client_otlp_fixture_decodes() {
+        let dir = format!("{}/../../shared/fixtures/real-clients", env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let body = fixture(&name);
+            let req = if name.starts_with("4318-") && name.ends_with(".json") {
+                serde_json::from_slice::<ExportTraceServiceRequest>(&body).unwrap()
+            } else if name.starts_with("4318-") || name.starts_with("grpc4317-") {
+                ExportTraceServiceRequest::decode(&body[..]).unwrap()
+            } else {
+                continue;
+            };
+            let d = otlp(req, Protocol::OtlpHttp, &Limits::default());
+            assert_eq!(d.rejected, 0, "{name}");
+            assert!(!d.fragments.is_empty(), "{name}");
+            for s in spans(&d) {
+                assert!(s.end_ns >= s.start_ns && s.start_ns > 0, "{name}");
+                assert_ne!(s.service, "unknown_service", "{name}");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 15, "only {seen} OTLP fixtures found");
+    }
+
+    #[test]
+    fn python_grpc_fixture_keeps_errors_and_attributes() {
+        let req = ExportTraceServiceRequest::decode(
+            &fixture("grpc4317-0001-OTel-OTLP-Exporter-Python.bin")[..],
+        )
+        .unwrap();
+        let d = otlp(req, Protocol::OtlpGrpc, &Limits::default());
+        let s = spans(&d);
+        assert!(s.len() >= 1);
+        assert!(s.iter().all(|x| x.protocol == Protocol::OtlpGrpc));
+    }
+
+    #[test]
+    fn invalid_ids_are_rejected_one_by_one() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OSpan};
+        let good = OSpan {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "good".into(),
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 20,
+            ..Default::default()
+        };
+        let bad_trace = OSpan {
+            trace_id: vec![0; 16],
+            ..good.clone()
+        };
+        let bad_span = OSpan {
+            span_id: vec![2; 3],
+            ..good.clone()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![bad_trace, good, bad_span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let d = otlp(req, Protocol::OtlpGrpc, &Limits::default());
+        assert_eq!(d.fragments.len(), 1);
+        assert_eq!(d.rejected, 2);
+        assert!(d.first_error.unwrap().contains("trace_id"));
+    }
+
+    #[test]
+    fn long_values_are_cut_and_say_so() {
+        assert_eq!(cut("abcdef".into(), 3), "abc…[truncated]");
+        assert_eq!(cut("ééé".into(), 3), "é…[truncated]");
+        assert_eq!(cut("ab".into(), 3), "ab");
+    }
+
+    #[test]
+    fn legacy_datagram_becomes_an_annotation_keeping_string_ids() {
+        let a = wire::Annotation {
+            trace_id: "trace-abc".into(),
+            span_id: "span-1".into(),
+            parent_id: "span-0".into(),
+            r#type: wire::AnnotationType::ServerRecv as i32,
+            timestamp: 1_700_000_000_000_000,
+            duration: 0,
+            hostname: "box-1".into(),
+            origin: "api".into(),
+            destination: "card-api".into(),
+            payload: b"{\"amount\":100}".to_vec(),
+            key_value: vec![wire::KeyValue {
+                key: "endpoint".into(),
+                value: "/authorise".into(),
+            }],
+            ..Default::default()
+        };
+        let r = datagram(&wire::encode_legacy(&a), &Limits::default()).unwrap();
+        assert_eq!(r.bad_annotations, 0);
+        let Fragment::Annotation(got) = &r.fragments[0] else {
+            panic!("not an annotation")
+        };
+        assert_eq!(got.kind, AnnotationType::ServerRecv);
+        assert_eq!(got.trace_id, TraceId::parse("trace-abc").unwrap().0);
+        assert_eq!(got.legacy.trace.as_deref(), Some("trace-abc"));
+        assert_eq!(got.legacy.span.as_deref(), Some("span-1"));
+        assert_eq!(got.legacy.parent.as_deref(), Some("span-0"));
+        assert_eq!(got.payload, "{\"amount\":100}");
+        assert_eq!(got.operation().as_deref(), Some("/authorise"));
+    }
+
+    #[test]
+    fn a_batch_keeps_its_good_annotations_and_counts_bad_ones() {
+        let good = wire::Annotation {
+            trace_id: "t".into(),
+            span_id: "s".into(),
+            r#type: 1,
+            timestamp: 5,
+            ..Default::default()
+        };
+        let no_type = wire::Annotation {
+            r#type: 0,
+            ..good.clone()
+        };
+        let no_span = wire::Annotation {
+            span_id: String::new(),
+            ..good.clone()
+        };
+        let buf = wire::encode_batch(&[good.clone(), no_type, no_span, good]);
+        let r = datagram(&buf, &Limits::default()).unwrap();
+        assert_eq!(r.fragments.len(), 2);
+        assert_eq!(r.bad_annotations, 2);
+        assert!(datagram(b"\x00\x01\xff\xff", &Limits::default()).is_err());
+    }
+}

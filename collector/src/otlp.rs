@@ -1,0 +1,298 @@
+//! OTLP receivers: gRPC (`TraceService/Export`) and HTTP (`POST /v1/traces`,
+//! protobuf or JSON, optionally gzip).
+//!
+//! Both decode into the model and call one function, [`OtlpReceiver::export`]:
+//! invalid spans are rejected one by one (`partial_success`), a full queue
+//! is a retryable refusal (gRPC UNAVAILABLE, HTTP 503 with Retry-After), and
+//! success is answered only once the spans are in the write-ahead log.
+
+use std::io::Read;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use phosphor_proto::phosphor::RpcStatus;
+use phosphor_store::model::Protocol;
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+
+use crate::decode::{self, Limits};
+use crate::metrics::Metrics;
+use crate::pipeline::{Ingest, Refusal};
+
+/// Seconds a refused client is asked to wait before retrying.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Why an export was not (wholly) taken.
+#[derive(Debug)]
+pub enum ExportError {
+    /// Retry later: queue full, shutting down, or the store failed.
+    Unavailable(String),
+}
+
+/// The OTLP receiver shared by the gRPC and HTTP transports.
+#[derive(Debug, Clone)]
+pub struct OtlpReceiver {
+    ingest: Ingest,
+    limits: Limits,
+    /// Largest request accepted, in bytes (after decompression for HTTP).
+    max_request_bytes: usize,
+}
+
+impl OtlpReceiver {
+    /// A receiver handing spans to `ingest`.
+    pub fn new(ingest: Ingest, limits: Limits, max_request_bytes: usize) -> OtlpReceiver {
+        OtlpReceiver {
+            ingest,
+            limits,
+            max_request_bytes,
+        }
+    }
+
+    /// Decodes and stores one export request.
+    pub async fn export(
+        &self,
+        req: ExportTraceServiceRequest,
+        protocol: Protocol,
+    ) -> Result<ExportTraceServiceResponse, ExportError> {
+        let limits = self.limits.clone();
+        let decoded = tokio::task::spawn_blocking(move || decode::otlp(req, protocol, &limits))
+            .await
+            .map_err(|e| ExportError::Unavailable(format!("decode task failed: {e}")))?;
+        let metrics = self.ingest.metrics();
+        let label = Metrics::label(protocol);
+        metrics
+            .received
+            .get_or_create(&label)
+            .inc_by(decoded.fragments.len() as u64 + decoded.rejected);
+        metrics
+            .rejected
+            .get_or_create(&label)
+            .inc_by(decoded.rejected);
+        match self.ingest.submit_acked(protocol, decoded.fragments).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ExportError::Unavailable(e.to_string())),
+            Err(Refusal::QueueFull) => {
+                return Err(ExportError::Unavailable(
+                    "ingest queue is full; retry later".into(),
+                ));
+            }
+            Err(Refusal::ShuttingDown) => {
+                return Err(ExportError::Unavailable(
+                    "collector is shutting down; retry later".into(),
+                ));
+            }
+        }
+        let partial_success = (decoded.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: decoded.rejected as i64,
+            error_message: decoded.first_error.unwrap_or_default(),
+        });
+        Ok(ExportTraceServiceResponse { partial_success })
+    }
+
+    /// The gRPC service, accepting gzip.
+    pub fn grpc_service(self) -> TraceServiceServer<OtlpReceiver> {
+        let max = self.max_request_bytes;
+        TraceServiceServer::new(self)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max)
+    }
+
+    /// The OTLP/HTTP routes (`POST /v1/traces`).
+    pub fn http_router(self) -> Router {
+        // The body limit applies to the bytes on the wire; the limit after
+        // gzip is checked while inflating.
+        let limit = self.max_request_bytes;
+        Router::new()
+            .route("/v1/traces", post(http_export))
+            .layer(DefaultBodyLimit::max(limit))
+            .with_state(self)
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        match OtlpReceiver::export(self, request.into_inner(), Protocol::OtlpGrpc).await {
+            Ok(resp) => Ok(tonic::Response::new(resp)),
+            Err(ExportError::Unavailable(msg)) => Err(tonic::Status::unavailable(msg)),
+        }
+    }
+}
+
+/// The body format of an OTLP/HTTP request, and of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Format::Protobuf => "application/x-protobuf",
+            Format::Json => "application/json",
+        })
+    }
+}
+
+/// An answer in the request's format.
+fn reply(format: Format, status: StatusCode, body: impl Message + serde::Serialize) -> Response {
+    let bytes = match format {
+        Format::Protobuf => body.encode_to_vec(),
+        Format::Json => serde_json::to_vec(&body).unwrap_or_default(),
+    };
+    let mut resp = (status, bytes).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, format.content_type());
+    resp
+}
+
+/// google.rpc codes used in error bodies.
+const RPC_INVALID_ARGUMENT: i32 = 3;
+const RPC_UNAVAILABLE: i32 = 14;
+
+#[derive(serde::Serialize)]
+struct JsonStatus<'a> {
+    code: i32,
+    message: &'a str,
+}
+
+fn error_reply(format: Format, status: StatusCode, code: i32, message: &str) -> Response {
+    let mut resp = match format {
+        Format::Protobuf => {
+            let body = RpcStatus {
+                code,
+                message: message.to_string(),
+            };
+            (status, body.encode_to_vec()).into_response()
+        }
+        Format::Json => {
+            let body = serde_json::to_vec(&JsonStatus { code, message }).unwrap_or_default();
+            (status, body).into_response()
+        }
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, format.content_type());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    resp
+}
+
+fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("invalid gzip body: {e}"))?;
+    if out.len() > limit {
+        return Err(format!("request body is larger than {limit} bytes once inflated"));
+    }
+    Ok(out)
+}
+
+async fn http_export(
+    State(receiver): State<OtlpReceiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let format = match content_type.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Format::Protobuf,
+        "application/json" => Format::Json,
+        other => {
+            receiver.count_malformed();
+            return error_reply(
+                Format::Json,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                RPC_INVALID_ARGUMENT,
+                &format!(
+                    "unsupported content type {other:?}: send application/x-protobuf or application/json"
+                ),
+            );
+        }
+    };
+    let bad = |msg: String| {
+        receiver.count_malformed();
+        error_reply(format, StatusCode::BAD_REQUEST, RPC_INVALID_ARGUMENT, &msg)
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    let raw: std::borrow::Cow<'_, [u8]> = match encoding.as_str() {
+        "" | "identity" => body.as_ref().into(),
+        "gzip" => match inflate(&body, receiver.max_request_bytes) {
+            Ok(v) => v.into(),
+            Err(e) => return bad(e),
+        },
+        other => {
+            receiver.count_malformed();
+            return error_reply(
+                format,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                RPC_INVALID_ARGUMENT,
+                &format!("unsupported content encoding {other:?}: send gzip or none"),
+            );
+        }
+    };
+    let req = match format {
+        Format::Protobuf => ExportTraceServiceRequest::decode(raw.as_ref())
+            .map_err(|e| format!("invalid OTLP protobuf body: {e}")),
+        Format::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&raw)
+            .map_err(|e| format!("invalid OTLP JSON body: {e}")),
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    match receiver.export(req, Protocol::OtlpHttp).await {
+        Ok(resp) => reply(format, StatusCode::OK, resp),
+        Err(ExportError::Unavailable(msg)) => error_reply(
+            format,
+            StatusCode::SERVICE_UNAVAILABLE,
+            RPC_UNAVAILABLE,
+            &msg,
+        ),
+    }
+}
+
+impl OtlpReceiver {
+    /// The ingest handle this receiver feeds.
+    pub fn ingest(&self) -> &Ingest {
+        &self.ingest
+    }
+
+    fn count_malformed(&self) {
+        self.ingest
+            .metrics()
+            .malformed
+            .get_or_create(&Metrics::label(Protocol::OtlpHttp))
+            .inc();
+    }
+}

@@ -1,0 +1,316 @@
+//! The one ingest path: a bounded queue and a writer thread that coalesces
+//! batches into RocksDB write batches.
+//!
+//! Receivers call [`Ingest::submit`]; it never blocks. The queue is bounded
+//! in spans: a batch that does not fit is refused at once, and the receiver
+//! answers with a retryable refusal (OTLP) or drops and counts (UDP). A batch
+//! submitted with an acknowledgement channel is acknowledged once it is in
+//! the store's write-ahead log.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use phosphor_store::Store;
+use phosphor_store::model::{Fragment, Protocol};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+
+/// Why a batch was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("ingest queue is full")]
+    QueueFull,
+    #[error("collector is shutting down")]
+    ShuttingDown,
+}
+
+/// Why an acknowledged write failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("store write failed")]
+pub struct WriteFailed;
+
+/// Pipeline settings.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Most spans waiting in the queue at once.
+    pub queue_spans: usize,
+    /// Most spans the writer coalesces into one write batch.
+    pub max_write_spans: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_spans: 200_000,
+            max_write_spans: 16_384,
+        }
+    }
+}
+
+enum Job {
+    Batch {
+        fragments: Vec<Fragment>,
+        ack: Option<Ack>,
+    },
+    Close,
+}
+
+/// A cheap handle to the ingest queue, cloned into every receiver.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    closed: Arc<AtomicBool>,
+    capacity: usize,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+/// The writer thread; [`Writer::join`] waits for it to drain the queue.
+#[derive(Debug)]
+pub struct Writer {
+    handle: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Waits until everything queued before [`Ingest::close`] is written.
+    pub fn join(self) {
+        let _ = self.handle.join();
+    }
+}
+
+/// Starts the writer thread over `store`.
+pub fn start(store: Arc<Store>, config: PipelineConfig, metrics: Metrics) -> (Ingest, Writer) {
+    let (tx, rx) = mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let ingest = Ingest {
+        tx,
+        queued: queued.clone(),
+        closed: Arc::new(AtomicBool::new(false)),
+        capacity: config.queue_spans,
+        metrics: metrics.clone(),
+    };
+    let handle = std::thread::Builder::new()
+        .name("phosphor-writer".into())
+        .spawn(move || writer_loop(&store, &rx, &queued, config.max_write_spans, &metrics))
+        .expect("spawn writer thread");
+    (ingest, Writer { handle })
+}
+
+fn writer_loop(
+    store: &Store,
+    rx: &mpsc::Receiver<Job>,
+    queued: &AtomicUsize,
+    max_spans: usize,
+    metrics: &Metrics,
+) {
+    let mut closing = false;
+    while !closing {
+        let first = match rx.recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let mut fragments = Vec::new();
+        let mut acks = Vec::new();
+        closing |= absorb(first, &mut fragments, &mut acks);
+        // Coalesce what is already waiting; after Close, drain everything.
+        while closing || fragments.len() < max_spans {
+            match rx.try_recv() {
+                Ok(job) => closing |= absorb(job, &mut fragments, &mut acks),
+                Err(_) => break,
+            }
+        }
+        if fragments.is_empty() {
+            continue;
+        }
+        let n = fragments.len();
+        let result = store.write(&fragments);
+        queued.fetch_sub(n, Ordering::Relaxed);
+        metrics.queue_spans.set(queued.load(Ordering::Relaxed) as i64);
+        metrics.write_batches.inc();
+        let outcome = match result {
+            Ok(()) => {
+                metrics.written.inc_by(n as u64);
+                Ok(())
+            }
+            Err(e) => {
+                metrics.write_errors.inc();
+                tracing::error!(error = %e, spans = n, "store write failed");
+                Err(WriteFailed)
+            }
+        };
+        for ack in acks {
+            let _ = ack.send(outcome.clone());
+        }
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), WriteFailed>>;
+
+/// Adds a job to the write being gathered; true when it is the Close marker.
+fn absorb(job: Job, fragments: &mut Vec<Fragment>, acks: &mut Vec<Ack>) -> bool {
+    match job {
+        Job::Batch { fragments: f, ack } => {
+            fragments.extend(f);
+            acks.extend(ack);
+            false
+        }
+        Job::Close => true,
+    }
+}
+
+impl Ingest {
+    /// Queues fragments without waiting. With `ack`, the returned receiver
+    /// resolves once the fragments are in the write-ahead log.
+    fn enqueue(
+        &self,
+        protocol: Protocol,
+        fragments: Vec<Fragment>,
+        ack: Option<Ack>,
+    ) -> Result<(), Refusal> {
+        let n = fragments.len();
+        let label = Metrics::label(protocol);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Refusal::ShuttingDown);
+        }
+        let prev = self.queued.fetch_add(n, Ordering::AcqRel);
+        if prev + n > self.capacity && prev > 0 {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(Refusal::QueueFull);
+        }
+        if self.tx.send(Job::Batch { fragments, ack }).is_err() {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(Refusal::ShuttingDown);
+        }
+        self.metrics.accepted.get_or_create(&label).inc_by(n as u64);
+        self.metrics.queue_spans.set((prev + n) as i64);
+        Ok(())
+    }
+
+    /// Queues fragments, fire and forget (UDP). What does not fit is
+    /// dropped and counted.
+    pub fn submit(&self, protocol: Protocol, fragments: Vec<Fragment>) -> Result<(), Refusal> {
+        let n = fragments.len() as u64;
+        self.enqueue(protocol, fragments, None).inspect_err(|_| {
+            self.metrics
+                .dropped
+                .get_or_create(&Metrics::label(protocol))
+                .inc_by(n);
+        })
+    }
+
+    /// Queues fragments and waits until they are in the write-ahead log. A
+    /// refusal is counted; the caller answers with a retryable error.
+    pub async fn submit_acked(
+        &self,
+        protocol: Protocol,
+        fragments: Vec<Fragment>,
+    ) -> Result<Result<(), WriteFailed>, Refusal> {
+        if fragments.is_empty() {
+            return Ok(Ok(()));
+        }
+        let n = fragments.len() as u64;
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.enqueue(protocol, fragments, Some(tx)) {
+            self.metrics
+                .refused
+                .get_or_create(&Metrics::label(protocol))
+                .inc_by(n);
+            return Err(e);
+        }
+        Ok(rx.await.unwrap_or(Err(WriteFailed)))
+    }
+
+    /// Stops taking batches; the writer drains what is queued and exits.
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.tx.send(Job::Close);
+        }
+    }
+
+    /// The collector's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phosphor_store::StoreConfig;
+    use phosphor_store::model::*;
+
+    fn frag(trace: u8) -> Fragment {
+        Fragment::Annotation(Annotation {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([1; 8]),
+            parent_id: None,
+            legacy: LegacyIds::default(),
+            kind: AnnotationType::ClientSend,
+            one_way: false,
+            timestamp_us: 1,
+            duration_us: 0,
+            hostname: String::new(),
+            origin: "a".into(),
+            destination: String::new(),
+            payload: String::new(),
+            attributes: vec![],
+        })
+    }
+
+    #[tokio::test]
+    async fn acked_batches_are_readable_and_close_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let (ingest, writer) = start(store.clone(), PipelineConfig::default(), Metrics::default());
+        ingest
+            .submit_acked(Protocol::OtlpGrpc, vec![frag(1)])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.trace(TraceId([1; 16])).unwrap().len(), 1);
+        ingest.submit(Protocol::PhosphorUdp, vec![frag(2)]).unwrap();
+        ingest.close();
+        writer.join();
+        assert_eq!(store.trace(TraceId([2; 16])).unwrap().len(), 1);
+        assert_eq!(
+            ingest.submit(Protocol::PhosphorUdp, vec![frag(3)]),
+            Err(Refusal::ShuttingDown)
+        );
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let metrics = Metrics::default();
+        let (ingest, writer) = start(
+            store,
+            PipelineConfig {
+                queue_spans: 2,
+                max_write_spans: 16,
+            },
+            metrics.clone(),
+        );
+        // Hold the queue full by faking queued spans.
+        ingest.queued.fetch_add(2, Ordering::SeqCst);
+        let r = ingest.submit(Protocol::PhosphorUdp, vec![frag(1), frag(2)]);
+        assert_eq!(r, Err(Refusal::QueueFull));
+        let label = Metrics::label(Protocol::PhosphorUdp);
+        assert_eq!(metrics.dropped.get_or_create(&label).get(), 2);
+        assert_eq!(metrics.accepted.get_or_create(&label).get(), 0);
+        ingest.queued.fetch_sub(2, Ordering::SeqCst);
+        ingest.close();
+        writer.join();
+    }
+}

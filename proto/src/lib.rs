@@ -1,0 +1,128 @@
+//! phosphor-proto: phosphor's wire types.
+//!
+//! - [`phosphor`]: the UDP annotation protocol (`proto/phosphor/trace.proto`),
+//!   wire-compatible with the original phosphor `Annotation`, plus the batch
+//!   framing that packs many annotations into one datagram.
+//! - [`otlp`]: a re-export of `opentelemetry-proto`, the OTLP types and the
+//!   tonic service definitions.
+
+/// The phosphor annotation protocol (package `proto` on the wire).
+pub mod phosphor {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/proto.rs"));
+
+    use prost::Message;
+
+    /// First byte of a batch datagram: a protobuf tag with field number 0,
+    /// which cannot start a legacy `Annotation`.
+    pub const BATCH_MAGIC: u8 = 0x00;
+    /// The batch framing version this build writes and reads.
+    pub const BATCH_VERSION: u8 = 0x01;
+
+    /// What a datagram holds, told apart by its first byte.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Datagram {
+        /// One legacy annotation (the original client's framing).
+        Legacy(Annotation),
+        /// A batch of annotations.
+        Batch(Vec<Annotation>),
+    }
+
+    /// Why a datagram could not be decoded.
+    #[derive(Debug, thiserror::Error)]
+    pub enum DatagramError {
+        #[error("empty datagram")]
+        Empty,
+        #[error("unsupported batch framing version {0}")]
+        Version(u8),
+        #[error("truncated batch header")]
+        Truncated,
+        #[error("invalid protobuf: {0}")]
+        Protobuf(#[from] prost::DecodeError),
+    }
+
+    /// Decodes one datagram in either framing.
+    pub fn decode_datagram(buf: &[u8]) -> Result<Datagram, DatagramError> {
+        match buf.first() {
+            None => Err(DatagramError::Empty),
+            Some(&BATCH_MAGIC) => {
+                let version = *buf.get(1).ok_or(DatagramError::Truncated)?;
+                if version != BATCH_VERSION {
+                    return Err(DatagramError::Version(version));
+                }
+                Ok(Datagram::Batch(AnnotationBatch::decode(&buf[2..])?.annotations))
+            }
+            Some(_) => Ok(Datagram::Legacy(Annotation::decode(buf)?)),
+        }
+    }
+
+    /// Encodes annotations in the batch framing.
+    pub fn encode_batch(annotations: &[Annotation]) -> Vec<u8> {
+        let batch = AnnotationBatch {
+            annotations: annotations.to_vec(),
+        };
+        let mut out = Vec::with_capacity(2 + batch.encoded_len());
+        out.push(BATCH_MAGIC);
+        out.push(BATCH_VERSION);
+        batch.encode(&mut out).expect("vec grows");
+        out
+    }
+
+    /// Encodes one annotation in the legacy framing (one per datagram).
+    pub fn encode_legacy(annotation: &Annotation) -> Vec<u8> {
+        annotation.encode_to_vec()
+    }
+}
+
+pub use opentelemetry_proto as otlp;
+
+#[cfg(test)]
+mod tests {
+    use super::phosphor::*;
+    use prost::Message;
+
+    fn ann(span: &str) -> Annotation {
+        Annotation {
+            trace_id: "trace-1".into(),
+            span_id: span.into(),
+            r#type: AnnotationType::ClientSend as i32,
+            timestamp: 1_700_000_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn legacy_and_batch_are_told_apart() {
+        let one = ann("a");
+        let legacy = encode_legacy(&one);
+        // A legacy message starts with the tag of field 1 (0x0a).
+        assert_eq!(legacy[0], 0x0a);
+        assert_eq!(decode_datagram(&legacy).unwrap(), Datagram::Legacy(one.clone()));
+
+        let two = vec![ann("a"), ann("b")];
+        let batch = encode_batch(&two);
+        assert_eq!(&batch[..2], &[BATCH_MAGIC, BATCH_VERSION]);
+        assert_eq!(decode_datagram(&batch).unwrap(), Datagram::Batch(two));
+    }
+
+    #[test]
+    fn legacy_field_numbers_match_the_original_schema() {
+        // Field 6 (timestamp, varint) and field 12 (key_value, bytes) as the
+        // original Go client writes them.
+        let a = Annotation {
+            timestamp: 5,
+            key_value: vec![KeyValue { key: "k".into(), value: "v".into() }],
+            ..Default::default()
+        };
+        let bytes = a.encode_to_vec();
+        assert_eq!(bytes, vec![0x30, 0x05, 0x62, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v']);
+    }
+
+    #[test]
+    fn bad_datagrams_are_errors() {
+        assert!(matches!(decode_datagram(&[]), Err(DatagramError::Empty)));
+        assert!(matches!(decode_datagram(&[0x00]), Err(DatagramError::Truncated)));
+        assert!(matches!(decode_datagram(&[0x00, 0x09]), Err(DatagramError::Version(9))));
+        assert!(decode_datagram(&[0xff, 0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,801 @@
+//! Trace assembly: from stored fragments to a tree of spans.
+//!
+//! Rules:
+//! - Exact duplicate fragments are dropped.
+//! - Phosphor annotations of one span ID merge into at most two nodes:
+//!   CLIENT_SEND + CLIENT_RECV (or TIMEOUT, which ends it with an error)
+//!   make the client side; SERVER_RECV + SERVER_SEND make the server side,
+//!   which shares the span ID and is the client side's child. ANNOTATION is
+//!   an event on its span. A side without its end (or start) is incomplete.
+//! - OTLP-shaped spans hang under their parent span ID. Where a parent ID
+//!   names both a client and a server side, children hang under the server
+//!   side (the caller's own process).
+//! - Spans whose parent never arrived hang under a placeholder for the
+//!   missing span, marked as such, and the trace carries a warning.
+//! - Children are ordered by start time. The result is a flat list in
+//!   depth-first order, each node knowing its parent, depth and children.
+
+use std::collections::{HashMap, HashSet};
+
+use phosphor_store::model::{
+    Annotation, AnnotationType, Event, Fragment, KeyValue, Link, Protocol, Side, Span, SpanId,
+    SpanKind, StatusCode, TraceId, Value,
+};
+
+/// One node of an assembled trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    /// Index of the parent node in [`Trace::spans`].
+    pub parent: Option<usize>,
+    pub children: Vec<usize>,
+    pub depth: usize,
+    pub name: String,
+    pub service: String,
+    pub kind: SpanKind,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub status: StatusCode,
+    pub status_message: String,
+    pub attributes: Vec<KeyValue>,
+    pub resource: Vec<KeyValue>,
+    pub events: Vec<Event>,
+    pub links: Vec<Link>,
+    pub protocols: Vec<Protocol>,
+    /// For nodes made of phosphor annotations: which side of the span.
+    pub side: Option<Side>,
+    /// The annotation types that made this node.
+    pub annotations: Vec<AnnotationType>,
+    /// Part of the span has not arrived (no end, or no start).
+    pub incomplete: bool,
+    /// A stand-in for a parent span that never arrived.
+    pub placeholder: bool,
+    /// The original free-string span ID of a phosphor annotation.
+    pub legacy_span_id: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Node {
+    /// Duration in nanoseconds.
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+
+    /// Whether the span failed.
+    pub fn is_error(&self) -> bool {
+        self.status == StatusCode::Error
+    }
+}
+
+/// An assembled trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub trace_id: TraceId,
+    /// The original free-string trace ID of phosphor annotations.
+    pub legacy_id: Option<String>,
+    /// Nodes in depth-first order; roots are the nodes without a parent.
+    pub spans: Vec<Node>,
+    pub warnings: Vec<String>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl Trace {
+    /// Duration in nanoseconds.
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+
+    /// Services in order of first appearance.
+    pub fn services(&self) -> Vec<&str> {
+        let mut seen = HashSet::new();
+        self.spans
+            .iter()
+            .filter(|n| !n.placeholder)
+            .map(|n| n.service.as_str())
+            .filter(|s| seen.insert(*s))
+            .collect()
+    }
+
+    /// Spans that failed.
+    pub fn error_count(&self) -> usize {
+        self.spans.iter().filter(|n| n.is_error()).count()
+    }
+
+    /// The first root (the earliest-starting).
+    pub fn root(&self) -> Option<&Node> {
+        self.spans.first()
+    }
+}
+
+fn us_to_ns(us: i64) -> u64 {
+    u64::try_from(us).unwrap_or(0).saturating_mul(1_000)
+}
+
+fn blank_node(span_id: SpanId) -> Node {
+    Node {
+        span_id,
+        parent_span_id: None,
+        parent: None,
+        children: vec![],
+        depth: 0,
+        name: String::new(),
+        service: String::new(),
+        kind: SpanKind::Unspecified,
+        start_ns: 0,
+        end_ns: 0,
+        status: StatusCode::Unset,
+        status_message: String::new(),
+        attributes: vec![],
+        resource: vec![],
+        events: vec![],
+        links: vec![],
+        protocols: vec![],
+        side: None,
+        annotations: vec![],
+        incomplete: false,
+        placeholder: false,
+        legacy_span_id: None,
+        warnings: vec![],
+    }
+}
+
+fn span_node(s: Span) -> Node {
+    Node {
+        parent_span_id: s.parent_span_id,
+        name: s.name,
+        service: s.service,
+        kind: s.kind,
+        start_ns: s.start_ns,
+        end_ns: s.end_ns.max(s.start_ns),
+        status: s.status,
+        status_message: s.status_message,
+        attributes: s.attributes,
+        resource: s.resource,
+        events: s.events,
+        links: s.links,
+        protocols: vec![s.protocol],
+        ..blank_node(s.span_id)
+    }
+}
+
+/// The annotations of one span ID, by side.
+#[derive(Default)]
+struct Group<'a> {
+    client: Vec<&'a Annotation>,
+    server: Vec<&'a Annotation>,
+    events: Vec<&'a Annotation>,
+}
+
+fn first_of<'a>(anns: &[&'a Annotation], kind: AnnotationType) -> Option<&'a Annotation> {
+    anns.iter()
+        .filter(|a| a.kind == kind)
+        .min_by_key(|a| a.timestamp_us)
+        .copied()
+}
+
+/// Builds the node for one side (client or server) of an annotated span.
+fn side_node(
+    anns: &[&Annotation],
+    side: Side,
+    start_kind: AnnotationType,
+    end_kind: AnnotationType,
+    span_operation: Option<&str>,
+) -> Node {
+    let a0 = anns[0];
+    let start = first_of(anns, start_kind);
+    let end = first_of(anns, end_kind);
+    let timeout = first_of(anns, AnnotationType::Timeout);
+    let one_way = anns.iter().any(|a| a.one_way);
+
+    let mut node = blank_node(a0.span_id);
+    node.side = Some(side);
+    node.parent_span_id = anns.iter().find_map(|a| a.parent_id);
+    node.legacy_span_id = anns.iter().find_map(|a| a.legacy.span.clone());
+    node.service = start.or(end).unwrap_or(a0).service().to_string();
+    node.kind = a0.span_kind();
+    // The side's own operation, else the one its other side names, else a
+    // name made from the call.
+    node.name = anns
+        .iter()
+        .find_map(|a| a.operation())
+        .or_else(|| span_operation.map(str::to_string))
+        .unwrap_or_else(|| start.or(end).unwrap_or(a0).default_name());
+    node.protocols = vec![Protocol::PhosphorUdp];
+
+    let start_ns = start.map(|a| us_to_ns(a.timestamp_us)).or_else(|| {
+        // An end that carries its duration gives the start too.
+        end.or(timeout)
+            .filter(|a| a.duration_us > 0)
+            .map(|a| us_to_ns(a.timestamp_us - a.duration_us))
+    });
+    let end_ns = end
+        .or(timeout)
+        .map(|a| us_to_ns(a.timestamp_us))
+        .or_else(|| {
+            start
+                .filter(|a| a.duration_us > 0)
+                .map(|a| us_to_ns(a.timestamp_us + a.duration_us))
+        });
+    let earliest = anns.iter().map(|a| us_to_ns(a.timestamp_us)).min().unwrap_or(0);
+    match (start_ns, end_ns) {
+        (Some(s), Some(e)) => {
+            node.start_ns = s;
+            node.end_ns = e.max(s);
+        }
+        (Some(s), None) => {
+            node.start_ns = s;
+            node.end_ns = s;
+            // A one-way message has no reply to wait for.
+            node.incomplete = !one_way;
+        }
+        (None, Some(e)) => {
+            node.start_ns = e;
+            node.end_ns = e;
+            node.incomplete = true;
+        }
+        (None, None) => {
+            node.start_ns = earliest;
+            node.end_ns = earliest;
+            node.incomplete = true;
+        }
+    }
+    if node.incomplete {
+        let missing = if start_ns.is_none() {
+            start_kind.as_str()
+        } else {
+            end_kind.as_str()
+        };
+        node.warnings.push(format!("incomplete span: no {missing} has arrived"));
+    }
+    if let Some(t) = timeout {
+        node.status = StatusCode::Error;
+        node.status_message = "timeout".into();
+        if end.is_none() {
+            node.end_ns = us_to_ns(t.timestamp_us).max(node.start_ns);
+            node.incomplete = start_ns.is_none();
+        }
+    }
+
+    let mut seen = HashSet::new();
+    for a in anns {
+        if !node.annotations.contains(&a.kind) {
+            node.annotations.push(a.kind);
+        }
+        let mut add = |k: &str, v: &str| {
+            if !v.is_empty() && seen.insert((k.to_string(), v.to_string())) {
+                node.attributes.push(KeyValue::string(k, v));
+            }
+        };
+        for (k, v) in &a.attributes {
+            add(k, v);
+        }
+        add("host.name", &a.hostname);
+        if side == Side::Client {
+            add("peer.service", &a.destination);
+        }
+        add("phosphor.payload", &a.payload);
+    }
+    node
+}
+
+fn event_of(a: &Annotation) -> Event {
+    let mut attributes: Vec<KeyValue> = a
+        .attributes
+        .iter()
+        .map(|(k, v)| KeyValue::string(k.clone(), v.clone()))
+        .collect();
+    if !a.payload.is_empty() {
+        attributes.push(KeyValue::string("phosphor.payload", a.payload.clone()));
+    }
+    if !a.hostname.is_empty() {
+        attributes.push(KeyValue::string("host.name", a.hostname.clone()));
+    }
+    Event {
+        time_ns: us_to_ns(a.timestamp_us),
+        name: a.operation().unwrap_or_else(|| "annotation".into()),
+        attributes,
+    }
+}
+
+/// Assembles a trace from its fragments, in any order.
+pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
+    // Drop exact duplicates (a client that resent, a retried export).
+    let mut seen = HashSet::new();
+    let fragments: Vec<Fragment> = fragments
+        .into_iter()
+        .filter(|f| seen.insert(postcard::to_allocvec(f).unwrap_or_default()))
+        .collect();
+
+    let mut legacy_id = None;
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut groups: HashMap<SpanId, Group<'_>> = HashMap::new();
+    let mut group_order: Vec<SpanId> = Vec::new();
+    let mut spans = Vec::new();
+    for f in &fragments {
+        match f {
+            Fragment::Span(s) => spans.push(s.clone()),
+            Fragment::Annotation(a) => {
+                if legacy_id.is_none() {
+                    legacy_id = a.legacy.trace.clone();
+                }
+                let g = groups.entry(a.span_id).or_insert_with(|| {
+                    group_order.push(a.span_id);
+                    Group::default()
+                });
+                match a.kind.side() {
+                    Side::Client => g.client.push(a),
+                    Side::Server => g.server.push(a),
+                    Side::Event => g.events.push(a),
+                }
+            }
+        }
+    }
+    nodes.extend(spans.into_iter().map(span_node));
+
+    for id in &group_order {
+        let g = &groups[id];
+        let span_operation = g
+            .client
+            .iter()
+            .chain(&g.server)
+            .find_map(|a| a.operation());
+        let span_operation = span_operation.as_deref();
+        let client = (!g.client.is_empty()).then(|| {
+            side_node(
+                &g.client,
+                Side::Client,
+                AnnotationType::ClientSend,
+                AnnotationType::ClientRecv,
+                span_operation,
+            )
+        });
+        let server = (!g.server.is_empty()).then(|| {
+            side_node(
+                &g.server,
+                Side::Server,
+                AnnotationType::ServerRecv,
+                AnnotationType::ServerSend,
+                span_operation,
+            )
+        });
+        let events: Vec<Event> = g.events.iter().map(|a| event_of(a)).collect();
+        match (client, server) {
+            (None, None) => {
+                // Only events: a span we know nothing else about.
+                let mut n = side_node(
+                    &g.events,
+                    Side::Event,
+                    AnnotationType::Annotation,
+                    AnnotationType::Annotation,
+                    None,
+                );
+                n.events = events;
+                n.incomplete = true;
+                n.warnings = vec!["only ANNOTATION fragments of this span have arrived".into()];
+                n.name = format!("span {}", id);
+                n.end_ns = n.events.iter().map(|e| e.time_ns).max().unwrap_or(n.start_ns);
+                nodes.push(n);
+            }
+            (client, server) => {
+                let has_server = server.is_some();
+                if let Some(mut c) = client {
+                    if !has_server {
+                        c.events = events.clone();
+                    }
+                    nodes.push(c);
+                }
+                if let Some(mut s) = server {
+                    s.events = events;
+                    nodes.push(s);
+                }
+            }
+        }
+    }
+
+    link_tree(trace_id, legacy_id, nodes)
+}
+
+/// Resolves parents, adds placeholders for missing ones, and orders the
+/// nodes depth-first with children by start time.
+fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>) -> Trace {
+    let mut warnings = Vec::new();
+    let mut by_id: HashMap<SpanId, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        by_id.entry(n.span_id).or_default().push(i);
+    }
+
+    // A server side hangs under its own client side; every other node under
+    // the node its parent ID names, preferring that span's server side.
+    let mut parent: Vec<Option<usize>> = vec![None; nodes.len()];
+    let mut missing: HashMap<SpanId, Vec<usize>> = HashMap::new();
+    let mut missing_order = Vec::new();
+    for i in 0..nodes.len() {
+        let n = &nodes[i];
+        if n.side == Some(Side::Server) {
+            if let Some(&c) = by_id[&n.span_id]
+                .iter()
+                .find(|&&j| nodes[j].side == Some(Side::Client))
+            {
+                parent[i] = Some(c);
+                continue;
+            }
+        }
+        let Some(pid) = n.parent_span_id else { continue };
+        match by_id.get(&pid) {
+            Some(cands) => {
+                let pick = cands
+                    .iter()
+                    .copied()
+                    .filter(|&j| j != i)
+                    .max_by_key(|&j| {
+                        let c = &nodes[j];
+                        (c.side == Some(Side::Server)
+                            || matches!(c.kind, SpanKind::Server | SpanKind::Consumer))
+                            as u8
+                    });
+                parent[i] = pick;
+            }
+            None => {
+                missing
+                    .entry(pid)
+                    .or_insert_with(|| {
+                        missing_order.push(pid);
+                        Vec::new()
+                    })
+                    .push(i);
+            }
+        }
+    }
+
+    for pid in missing_order {
+        let children = &missing[&pid];
+        let mut p = blank_node(pid);
+        p.placeholder = true;
+        p.incomplete = true;
+        p.name = "missing span".into();
+        p.service = "unknown".into();
+        p.start_ns = children.iter().map(|&c| nodes[c].start_ns).min().unwrap_or(0);
+        p.end_ns = children.iter().map(|&c| nodes[c].end_ns).max().unwrap_or(0);
+        p.warnings.push(format!(
+            "span {pid} is the parent of {} span(s) but has not arrived",
+            children.len()
+        ));
+        warnings.push(format!(
+            "missing parent span {pid}: {} span(s) hang under a placeholder",
+            children.len()
+        ));
+        let idx = nodes.len();
+        nodes.push(p);
+        parent.push(None);
+        for &c in children {
+            parent[c] = Some(idx);
+        }
+    }
+
+    // Break cycles (A's parent is B, B's parent is A): a node that cannot
+    // reach a root becomes one.
+    let n = nodes.len();
+    let mut state = vec![0u8; n]; // 0 unknown, 1 on path, 2 reaches a root
+    for start in 0..n {
+        let mut path = Vec::new();
+        let mut cur = start;
+        loop {
+            if state[cur] == 2 {
+                break;
+            }
+            if state[cur] == 1 {
+                // `cur` closes a cycle: cut it there.
+                parent[cur] = None;
+                nodes[cur]
+                    .warnings
+                    .push("parent references form a cycle; shown as a root".into());
+                warnings.push(format!("span {} is part of a parent cycle", nodes[cur].span_id));
+                break;
+            }
+            state[cur] = 1;
+            path.push(cur);
+            match parent[cur] {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+        for p in path {
+            state[p] = 2;
+        }
+    }
+
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut roots = Vec::new();
+    for i in 0..n {
+        match parent[i] {
+            Some(p) => children[p].push(i),
+            None => roots.push(i),
+        }
+    }
+    let by_start = |a: &usize, b: &usize| {
+        let (x, y) = (&nodes[*a], &nodes[*b]);
+        (x.start_ns, x.end_ns, &x.name).cmp(&(y.start_ns, y.end_ns, &y.name))
+    };
+    roots.sort_by(by_start);
+    for c in children.iter_mut() {
+        c.sort_by(by_start);
+    }
+
+    // Depth-first order, iteratively (traces can be deep).
+    let mut order = Vec::with_capacity(n);
+    let mut depth = vec![0usize; n];
+    let mut stack: Vec<usize> = roots.iter().rev().copied().collect();
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        for &c in children[i].iter().rev() {
+            depth[c] = depth[i] + 1;
+            stack.push(c);
+        }
+    }
+    let mut new_index = vec![0usize; n];
+    for (pos, &i) in order.iter().enumerate() {
+        new_index[i] = pos;
+    }
+    let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(n);
+    for &i in &order {
+        let mut node = slots[i].take().expect("each node once");
+        node.parent = parent[i].map(|p| new_index[p]);
+        node.children = children[i].iter().map(|&c| new_index[c]).collect();
+        node.depth = depth[i];
+        out.push(node);
+    }
+
+    let start_ns = out.iter().map(|n| n.start_ns).min().unwrap_or(0);
+    let end_ns = out.iter().map(|n| n.end_ns).max().unwrap_or(0);
+    let incomplete = out.iter().filter(|n| n.incomplete && !n.placeholder).count();
+    if incomplete > 0 {
+        warnings.push(format!("{incomplete} span(s) are incomplete"));
+    }
+    Trace {
+        trace_id,
+        legacy_id,
+        spans: out,
+        warnings,
+        start_ns,
+        end_ns,
+    }
+}
+
+/// Renders an attribute value as JSON.
+pub fn value_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Str(s) => s.clone().into(),
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::Double(d) => serde_json::Number::from_f64(*d)
+            .map(serde_json::Value::Number)
+            .unwrap_or_else(|| d.to_string().into()),
+        Value::Bytes(b) => hex::encode(b).into(),
+        Value::Array(items) => items.iter().map(value_json).collect(),
+        Value::Map(kvs) => attributes_json(kvs),
+    }
+}
+
+/// Renders attributes as one JSON object (a later duplicate key wins).
+pub fn attributes_json(kvs: &[KeyValue]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for kv in kvs {
+        m.insert(kv.key.clone(), value_json(&kv.value));
+    }
+    serde_json::Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phosphor_store::model::LegacyIds;
+
+    const T: TraceId = TraceId([7; 16]);
+
+    fn sid(n: u8) -> SpanId {
+        SpanId([n; 8])
+    }
+
+    fn ann(kind: AnnotationType, span: u8, parent: Option<u8>, ts: i64) -> Fragment {
+        Fragment::Annotation(Annotation {
+            trace_id: T,
+            span_id: sid(span),
+            parent_id: parent.map(sid),
+            legacy: LegacyIds::default(),
+            kind,
+            one_way: false,
+            timestamp_us: ts,
+            duration_us: 0,
+            hostname: "host".into(),
+            origin: "api".into(),
+            destination: "card-api".into(),
+            payload: String::new(),
+            attributes: vec![],
+        })
+    }
+
+    fn otlp(span: u8, parent: Option<u8>, start: u64, end: u64, name: &str) -> Fragment {
+        Fragment::Span(Span {
+            trace_id: T,
+            span_id: sid(span),
+            parent_span_id: parent.map(sid),
+            name: name.into(),
+            kind: SpanKind::Internal,
+            service: "svc".into(),
+            start_ns: start,
+            end_ns: end,
+            status: StatusCode::Unset,
+            status_message: String::new(),
+            attributes: vec![],
+            resource: vec![],
+            scope: None,
+            events: vec![],
+            links: vec![],
+            protocol: Protocol::OtlpGrpc,
+        })
+    }
+
+    use AnnotationType::*;
+
+    fn rpc() -> Vec<Fragment> {
+        vec![
+            ann(ClientSend, 1, None, 100),
+            ann(ServerRecv, 1, None, 110),
+            ann(ServerSend, 1, None, 190),
+            ann(ClientRecv, 1, None, 200),
+        ]
+    }
+
+    #[test]
+    fn client_and_server_sides_become_parent_and_child() {
+        let t = assemble(T, rpc());
+        assert_eq!(t.spans.len(), 2);
+        let (c, s) = (&t.spans[0], &t.spans[1]);
+        assert_eq!(c.side, Some(Side::Client));
+        assert_eq!((c.start_ns, c.end_ns), (100_000, 200_000));
+        assert_eq!(c.service, "api");
+        assert_eq!(c.kind, SpanKind::Client);
+        assert_eq!(s.side, Some(Side::Server));
+        assert_eq!((s.start_ns, s.end_ns), (110_000, 190_000));
+        assert_eq!(s.service, "card-api");
+        assert_eq!(s.parent, Some(0));
+        assert_eq!(s.depth, 1);
+        assert_eq!(c.children, vec![1]);
+        assert!(!c.incomplete && !s.incomplete);
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn a_side_without_an_operation_takes_its_other_sides() {
+        let mut f = rpc();
+        if let Fragment::Annotation(a) = &mut f[0] {
+            a.attributes.push(("operation".into(), "authorise".into()));
+        }
+        let t = assemble(T, f);
+        assert_eq!(t.spans[0].name, "authorise");
+        assert_eq!(t.spans[1].name, "authorise");
+    }
+
+    #[test]
+    fn fragment_order_does_not_matter() {
+        let forward = assemble(T, rpc());
+        let mut rev = rpc();
+        rev.reverse();
+        assert_eq!(assemble(T, rev), forward);
+        let mut shuffled = rpc();
+        shuffled.swap(0, 2);
+        assert_eq!(assemble(T, shuffled), forward);
+    }
+
+    #[test]
+    fn exact_duplicates_are_dropped() {
+        let mut f = rpc();
+        f.extend(rpc());
+        assert_eq!(assemble(T, f), assemble(T, rpc()));
+    }
+
+    #[test]
+    fn timeout_ends_the_client_side_with_an_error() {
+        let t = assemble(
+            T,
+            vec![ann(ClientSend, 1, None, 100), ann(Timeout, 1, None, 5_100)],
+        );
+        let c = &t.spans[0];
+        assert_eq!(c.status, StatusCode::Error);
+        assert_eq!(c.status_message, "timeout");
+        assert_eq!((c.start_ns, c.end_ns), (100_000, 5_100_000));
+        assert!(!c.incomplete);
+    }
+
+    #[test]
+    fn a_missing_end_marks_the_span_incomplete() {
+        let t = assemble(T, vec![ann(ClientSend, 1, None, 100)]);
+        assert!(t.spans[0].incomplete);
+        assert!(t.spans[0].warnings[0].contains("CLIENT_RECV"));
+        assert!(t.warnings.iter().any(|w| w.contains("incomplete")));
+    }
+
+    #[test]
+    fn one_way_send_is_complete_without_a_reply() {
+        let mut f = ann(ClientSend, 1, None, 100);
+        if let Fragment::Annotation(a) = &mut f {
+            a.one_way = true;
+        }
+        let t = assemble(T, vec![f]);
+        assert!(!t.spans[0].incomplete);
+        assert_eq!(t.spans[0].kind, SpanKind::Producer);
+    }
+
+    #[test]
+    fn annotation_becomes_an_event_on_its_span() {
+        let mut f = rpc();
+        let mut e = ann(Annotation, 1, None, 150);
+        if let Fragment::Annotation(a) = &mut e {
+            a.attributes.push(("name".into(), "cache miss".into()));
+        }
+        f.push(e);
+        let t = assemble(T, f);
+        assert_eq!(t.spans.len(), 2);
+        // On the server side, where the work happened.
+        assert_eq!(t.spans[1].events.len(), 1);
+        assert_eq!(t.spans[1].events[0].name, "cache miss");
+        assert_eq!(t.spans[1].events[0].time_ns, 150_000);
+    }
+
+    #[test]
+    fn nested_calls_hang_under_the_callers_server_side() {
+        let mut f = rpc();
+        f.push(ann(ClientSend, 2, Some(1), 120));
+        f.push(ann(ClientRecv, 2, Some(1), 150));
+        let t = assemble(T, f);
+        assert_eq!(t.spans.len(), 3);
+        assert_eq!(t.spans[2].span_id, sid(2));
+        assert_eq!(t.spans[2].parent, Some(1));
+        assert_eq!(t.spans[1].side, Some(Side::Server));
+        assert_eq!(t.spans[2].depth, 2);
+    }
+
+    #[test]
+    fn otlp_spans_link_by_parent_and_order_children_by_start() {
+        let t = assemble(
+            T,
+            vec![
+                otlp(3, Some(1), 50, 60, "late"),
+                otlp(2, Some(1), 20, 30, "early"),
+                otlp(1, None, 0, 100, "root"),
+            ],
+        );
+        let names: Vec<_> = t.spans.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["root", "early", "late"]);
+        assert_eq!(t.spans[0].children, vec![1, 2]);
+        assert_eq!((t.start_ns, t.end_ns), (0, 100));
+    }
+
+    #[test]
+    fn missing_parents_hang_under_a_placeholder() {
+        let t = assemble(
+            T,
+            vec![otlp(2, Some(9), 20, 30, "a"), otlp(3, Some(9), 25, 40, "b")],
+        );
+        assert_eq!(t.spans.len(), 3);
+        let p = &t.spans[0];
+        assert!(p.placeholder && p.incomplete);
+        assert_eq!(p.span_id, sid(9));
+        assert_eq!((p.start_ns, p.end_ns), (20, 40));
+        assert_eq!(p.children, vec![1, 2]);
+        assert!(t.warnings.iter().any(|w| w.contains("missing parent")));
+    }
+
+    #[test]
+    fn parent_cycles_do_not_hang_or_lose_spans() {
+        let t = assemble(
+            T,
+            vec![otlp(1, Some(2), 0, 10, "a"), otlp(2, Some(1), 0, 10, "b")],
+        );
+        assert_eq!(t.spans.len(), 2);
+        assert!(t.warnings.iter().any(|w| w.contains("cycle")));
+    }
+}

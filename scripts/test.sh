@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Quick start, step two: the whole test suite. Installs what it needs: the
+# build's Debian packages, and the real third-party clients (the
+# OpenTelemetry Python SDK from PyPI) in a virtual environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+phosphor_need_debs test
+
+venv="${PHOSPHOR_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/phosphor/venv}"
+req=tests/python/requirements.txt
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/requirements.txt"; then
+  echo "installing the real-client test dependencies into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/requirements.txt"
+fi
+export PHOSPHOR_TEST_PYTHON="$venv/bin/python"
+
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,236 @@
+//! Command line, environment and config file.
+//!
+//! Every `serve` option can be set three ways, in this order of precedence:
+//! a flag, an environment variable (`PHOSPHOR_<NAME>`), a key in the TOML
+//! file given by `--config` (same name, with underscores). What none of them
+//! sets takes the default shown by `--help`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Distributed tracing in one binary: collector, trace store, query API and
+/// web UI.
+#[derive(Debug, Parser)]
+#[command(name = "phosphor", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `phosphor` with no subcommand is `phosphor serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything: receivers, store, JSON API and web UI (the default).
+    Serve(ServeArgs),
+    /// Play the card-payment demo system against a running phosphor.
+    Demo(DemoArgs),
+}
+
+/// Options of `phosphor serve`.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the options below (keys with underscores,
+    /// e.g. `data_dir = "/var/lib/phosphor"`).
+    #[arg(long, env = "PHOSPHOR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded trace store [default: ./phosphor-data].
+    #[arg(long, env = "PHOSPHOR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Web UI, JSON API, /metrics, /healthz, /readyz [default: 127.0.0.1:7750].
+    #[arg(long, env = "PHOSPHOR_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<SocketAddr>,
+    /// phosphor annotations over UDP [default: 127.0.0.1:7760].
+    #[arg(long, env = "PHOSPHOR_UDP_ADDR", value_name = "HOST:PORT")]
+    pub udp_addr: Option<SocketAddr>,
+    /// OTLP/gRPC TraceService [default: 127.0.0.1:4317].
+    #[arg(long, env = "PHOSPHOR_OTLP_GRPC_ADDR", value_name = "HOST:PORT")]
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP POST /v1/traces [default: 127.0.0.1:4318].
+    #[arg(long, env = "PHOSPHOR_OTLP_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// Also run the demo traffic generator against this server.
+    #[arg(long, env = "PHOSPHOR_DEMO")]
+    pub demo: bool,
+    /// Most spans waiting to be written; beyond it OTLP is refused with a
+    /// retryable error and UDP is dropped (both counted) [default: 200000].
+    #[arg(long, env = "PHOSPHOR_QUEUE_SPANS", value_name = "N")]
+    pub queue_spans: Option<usize>,
+    /// Largest OTLP request body, in bytes, after gzip [default: 16777216].
+    #[arg(long, env = "PHOSPHOR_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Sync the write-ahead log on every write: acknowledged spans survive
+    /// power loss, not only a crash of the process [default: false].
+    #[arg(long, env = "PHOSPHOR_SYNC_WRITES")]
+    pub sync_writes: bool,
+    /// Log filter, as RUST_LOG [default: info].
+    #[arg(long, env = "PHOSPHOR_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// Options of `phosphor demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where phosphor listens for UDP annotations.
+    #[arg(long, env = "PHOSPHOR_UDP_ADDR", default_value = "127.0.0.1:7760")]
+    pub udp_addr: SocketAddr,
+    /// Where phosphor listens for OTLP/gRPC.
+    #[arg(long, env = "PHOSPHOR_OTLP_GRPC_ADDR", default_value = "127.0.0.1:4317")]
+    pub otlp_grpc_addr: SocketAddr,
+    /// Traces per second.
+    #[arg(long, default_value_t = 2.0)]
+    pub rate: f64,
+    /// Stop after this many traces (0: run until interrupted).
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+}
+
+/// The config file: the same options as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// See `--http-addr`.
+    pub http_addr: Option<SocketAddr>,
+    /// See `--udp-addr`.
+    pub udp_addr: Option<SocketAddr>,
+    /// See `--otlp-grpc-addr`.
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// See `--otlp-http-addr`.
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// See `--demo`.
+    pub demo: Option<bool>,
+    /// See `--queue-spans`.
+    pub queue_spans: Option<usize>,
+    /// See `--max-request-bytes`.
+    pub max_request_bytes: Option<usize>,
+    /// See `--sync-writes`.
+    pub sync_writes: Option<bool>,
+    /// See `--log`.
+    pub log: Option<String>,
+}
+
+/// The settled configuration of `serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub udp_addr: SocketAddr,
+    pub otlp_grpc_addr: SocketAddr,
+    pub otlp_http_addr: SocketAddr,
+    pub demo: bool,
+    pub queue_spans: usize,
+    pub max_request_bytes: usize,
+    pub sync_writes: bool,
+    pub log: String,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("valid default address")
+}
+
+impl Config {
+    /// Merges flags and environment (already in `args`) over the file over
+    /// the defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(Config {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("phosphor-data")),
+            http_addr: args
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| addr("127.0.0.1:7750")),
+            udp_addr: args
+                .udp_addr
+                .or(file.udp_addr)
+                .unwrap_or_else(|| addr("127.0.0.1:7760")),
+            otlp_grpc_addr: args
+                .otlp_grpc_addr
+                .or(file.otlp_grpc_addr)
+                .unwrap_or_else(|| addr("127.0.0.1:4317")),
+            otlp_http_addr: args
+                .otlp_http_addr
+                .or(file.otlp_http_addr)
+                .unwrap_or_else(|| addr("127.0.0.1:4318")),
+            demo: args.demo || file.demo.unwrap_or(false),
+            queue_spans: args.queue_spans.or(file.queue_spans).unwrap_or(200_000),
+            max_request_bytes: args
+                .max_request_bytes
+                .or(file.max_request_bytes)
+                .unwrap_or(16 << 20),
+            sync_writes: args.sync_writes || file.sync_writes.unwrap_or(false),
+            log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phosphor.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\nudp_addr = \"127.0.0.1:9999\"\nsync_writes = true\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "phosphor",
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--data-dir",
+            "/from/flag",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
+        let c = Config::resolve(args).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.udp_addr, addr("127.0.0.1:9999"));
+        assert!(c.sync_writes);
+        assert_eq!(c.http_addr, addr("127.0.0.1:7750"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phosphor.toml");
+        std::fs::write(&path, "data_dri = \"x\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = format!("{:#}", Config::resolve(args).unwrap_err());
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn bare_phosphor_is_serve() {
+        let cli = Cli::try_parse_from(["phosphor", "--demo"]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.serve.demo);
+    }
+}
