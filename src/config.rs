@@ -80,7 +80,11 @@ pub struct DemoArgs {
     #[arg(long, env = "PHOSPHOR_UDP_ADDR", default_value = "127.0.0.1:7760")]
     pub udp_addr: SocketAddr,
     /// Where phosphor listens for OTLP/gRPC.
-    #[arg(long, env = "PHOSPHOR_OTLP_GRPC_ADDR", default_value = "127.0.0.1:4317")]
+    #[arg(
+        long,
+        env = "PHOSPHOR_OTLP_GRPC_ADDR",
+        default_value = "127.0.0.1:4317"
+    )]
     pub otlp_grpc_addr: SocketAddr,
     /// Traces per second.
     #[arg(long, default_value_t = 2.0)]

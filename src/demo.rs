@@ -115,42 +115,142 @@ fn now_us() -> i64 {
 fn card_payment(rng: fastrand::Rng) -> Vec<Call> {
     let mut sim = Sim { rng, calls: vec![] };
     let start = now_us() - 400_000;
-    sim.call("mobile-app", "api", "POST /card/authorise", None, start, 800, |sim, api, t| {
-        let (t, _) = sim.call("api", "card-api", "authorise", Some(api), t, 1_500, |sim, card_api, t| {
-            let (t, _) = sim.call("card-api", "card-processing", "process", Some(card_api), t, 2_000, |sim, cp, t| {
-                let (t, _) = sim.call("card-processing", "cards", "get-card", Some(cp), t, 1_200, |_, _, t| t);
-                let (t, balance) = sim.call("card-processing", "balance", "reserve", Some(cp), t, 3_000, |_, _, t| t);
-                if sim.rng.u8(..100) < 8 {
-                    let i = sim.calls.iter().position(|c| c.id == balance).expect("call");
-                    sim.calls[i].error = Some("insufficient funds");
-                    return t;
-                }
-                let (t, _) = sim.call("card-processing", "transactions", "create", Some(cp), t, 4_000, |_, _, t| t);
-                let (t, _) = sim.call("card-processing", "transaction-enrichment", "enrich", Some(cp), t, 1_000, |sim, te, t| {
-                    let (end, merchant) = sim.call("transaction-enrichment", "merchant", "lookup", Some(te), t, 2_500, |_, _, t| t);
-                    if sim.rng.u8(..100) < 4 {
-                        let i = sim.calls.iter().position(|c| c.id == merchant).expect("call");
-                        sim.calls[i].timeout = true;
-                        sim.calls[i].client_recv = t + 50_000;
-                        return t + 50_000;
-                    }
-                    end
-                });
-                let (t, _) = sim.call("card-processing", "feed-generator", "generate", Some(cp), t, 1_500, |sim, fg, t| {
-                    let (t, _) = sim.call("feed-generator", "feed", "insert", Some(fg), t, 2_000, |sim, feed, t| {
-                        let (_, push) = sim.call("feed", "apns", "push", Some(feed), t, 8_000, |_, _, t| t);
-                        let i = sim.calls.iter().position(|c| c.id == push).expect("call");
-                        sim.calls[i].one_way = true;
-                        t + 200
-                    });
+    sim.call(
+        "mobile-app",
+        "api",
+        "POST /card/authorise",
+        None,
+        start,
+        800,
+        |sim, api, t| {
+            let (t, _) = sim.call(
+                "api",
+                "card-api",
+                "authorise",
+                Some(api),
+                t,
+                1_500,
+                |sim, card_api, t| {
+                    let (t, _) = sim.call(
+                        "card-api",
+                        "card-processing",
+                        "process",
+                        Some(card_api),
+                        t,
+                        2_000,
+                        |sim, cp, t| {
+                            let (t, _) = sim.call(
+                                "card-processing",
+                                "cards",
+                                "get-card",
+                                Some(cp),
+                                t,
+                                1_200,
+                                |_, _, t| t,
+                            );
+                            let (t, balance) = sim.call(
+                                "card-processing",
+                                "balance",
+                                "reserve",
+                                Some(cp),
+                                t,
+                                3_000,
+                                |_, _, t| t,
+                            );
+                            if sim.rng.u8(..100) < 8 {
+                                let i = sim
+                                    .calls
+                                    .iter()
+                                    .position(|c| c.id == balance)
+                                    .expect("call");
+                                sim.calls[i].error = Some("insufficient funds");
+                                return t;
+                            }
+                            let (t, _) = sim.call(
+                                "card-processing",
+                                "transactions",
+                                "create",
+                                Some(cp),
+                                t,
+                                4_000,
+                                |_, _, t| t,
+                            );
+                            let (t, _) = sim.call(
+                                "card-processing",
+                                "transaction-enrichment",
+                                "enrich",
+                                Some(cp),
+                                t,
+                                1_000,
+                                |sim, te, t| {
+                                    let (end, merchant) = sim.call(
+                                        "transaction-enrichment",
+                                        "merchant",
+                                        "lookup",
+                                        Some(te),
+                                        t,
+                                        2_500,
+                                        |_, _, t| t,
+                                    );
+                                    if sim.rng.u8(..100) < 4 {
+                                        let i = sim
+                                            .calls
+                                            .iter()
+                                            .position(|c| c.id == merchant)
+                                            .expect("call");
+                                        sim.calls[i].timeout = true;
+                                        sim.calls[i].client_recv = t + 50_000;
+                                        return t + 50_000;
+                                    }
+                                    end
+                                },
+                            );
+                            let (t, _) = sim.call(
+                                "card-processing",
+                                "feed-generator",
+                                "generate",
+                                Some(cp),
+                                t,
+                                1_500,
+                                |sim, fg, t| {
+                                    let (t, _) = sim.call(
+                                        "feed-generator",
+                                        "feed",
+                                        "insert",
+                                        Some(fg),
+                                        t,
+                                        2_000,
+                                        |sim, feed, t| {
+                                            let (_, push) = sim.call(
+                                                "feed",
+                                                "apns",
+                                                "push",
+                                                Some(feed),
+                                                t,
+                                                8_000,
+                                                |_, _, t| t,
+                                            );
+                                            let i = sim
+                                                .calls
+                                                .iter()
+                                                .position(|c| c.id == push)
+                                                .expect("call");
+                                            sim.calls[i].one_way = true;
+                                            t + 200
+                                        },
+                                    );
+                                    t
+                                },
+                            );
+                            t
+                        },
+                    );
                     t
-                });
-                t
-            });
+                },
+            );
             t
-        });
-        t
-    });
+        },
+    );
     // An error propagates to the callers' status.
     let failed: Vec<(u64, &'static str)> = sim
         .calls
@@ -161,7 +261,11 @@ fn card_payment(rng: fastrand::Rng) -> Vec<Call> {
     for (id, why) in failed {
         let mut cur = sim.calls.iter().find(|c| c.id == id).and_then(|c| c.parent);
         while let Some(p) = cur {
-            let c = sim.calls.iter_mut().find(|c| c.id == p).expect("parent call");
+            let c = sim
+                .calls
+                .iter_mut()
+                .find(|c| c.id == p)
+                .expect("parent call");
             if c.error.is_none() && why == "insufficient funds" {
                 c.error = Some("payment declined");
             }
@@ -203,11 +307,21 @@ fn annotations(trace_id: &str, calls: &[Call]) -> Vec<wire::Annotation> {
                 ..base.clone()
             });
         };
-        push(AnnotationType::ClientSend, c.client_send, &client_host, kv.clone());
+        push(
+            AnnotationType::ClientSend,
+            c.client_send,
+            &client_host,
+            kv.clone(),
+        );
         if c.timeout {
             push(AnnotationType::Timeout, c.client_recv, &client_host, vec![]);
         } else if !c.one_way {
-            push(AnnotationType::ClientRecv, c.client_recv, &client_host, vec![]);
+            push(
+                AnnotationType::ClientRecv,
+                c.client_recv,
+                &client_host,
+                vec![],
+            );
         }
         if let Some(e) = c.error {
             kv.push(wire::KeyValue {
@@ -229,6 +343,7 @@ fn attr(key: &str, value: &str) -> KeyValue {
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue(value.into())),
         }),
+        ..Default::default()
     }
 }
 
@@ -236,10 +351,11 @@ fn attr(key: &str, value: &str) -> KeyValue {
 /// by service.
 fn otlp_request(trace_id: [u8; 16], calls: &[Call]) -> ExportTraceServiceRequest {
     let mut by_service: Vec<(&str, Vec<Span>)> = Vec::new();
-    let mut add = |service: &'static str, s: Span| match by_service.iter_mut().find(|(n, _)| *n == service) {
-        Some((_, v)) => v.push(s),
-        None => by_service.push((service, vec![s])),
-    };
+    let mut add =
+        |service: &'static str, s: Span| match by_service.iter_mut().find(|(n, _)| *n == service) {
+            Some((_, v)) => v.push(s),
+            None => by_service.push((service, vec![s])),
+        };
     // Server span IDs are derived from the call ID so that children, which
     // know only the call ID, can point at their parent's server span.
     let server_id = |id: u64| (id ^ 0x5a5a_5a5a_5a5a_5a5a).to_be_bytes().to_vec();
@@ -260,10 +376,21 @@ fn otlp_request(trace_id: [u8; 16], calls: &[Call]) -> ExportTraceServiceRequest
                 span_id: c.id.to_be_bytes().to_vec(),
                 parent_span_id: c.parent.map(server_id).unwrap_or_default(),
                 name: format!("{} {}", c.callee, c.operation),
-                kind: if c.one_way { span::SpanKind::Producer } else { span::SpanKind::Client } as i32,
+                kind: if c.one_way {
+                    span::SpanKind::Producer
+                } else {
+                    span::SpanKind::Client
+                } as i32,
                 start_time_unix_nano: ns(c.client_send),
-                end_time_unix_nano: ns(if c.one_way { c.client_send + 50 } else { c.client_recv }),
-                attributes: vec![attr("peer.service", c.callee), attr("rpc.method", c.operation)],
+                end_time_unix_nano: ns(if c.one_way {
+                    c.client_send + 50
+                } else {
+                    c.client_recv
+                }),
+                attributes: vec![
+                    attr("peer.service", c.callee),
+                    attr("rpc.method", c.operation),
+                ],
                 status: status(failed, msg),
                 ..Default::default()
             },
@@ -276,7 +403,11 @@ fn otlp_request(trace_id: [u8; 16], calls: &[Call]) -> ExportTraceServiceRequest
                     span_id: server_id(c.id),
                     parent_span_id: c.id.to_be_bytes().to_vec(),
                     name: c.operation.into(),
-                    kind: if c.one_way { span::SpanKind::Consumer } else { span::SpanKind::Server } as i32,
+                    kind: if c.one_way {
+                        span::SpanKind::Consumer
+                    } else {
+                        span::SpanKind::Server
+                    } as i32,
                     start_time_unix_nano: ns(c.server_recv),
                     end_time_unix_nano: ns(c.server_send),
                     attributes: vec![attr("host.name", &c.host), attr("rpc.method", c.operation)],
@@ -291,7 +422,10 @@ fn otlp_request(trace_id: [u8; 16], calls: &[Call]) -> ExportTraceServiceRequest
             .into_iter()
             .map(|(service, spans)| ResourceSpans {
                 resource: Some(Resource {
-                    attributes: vec![attr("service.name", service), attr("deployment.environment", "demo")],
+                    attributes: vec![
+                        attr("service.name", service),
+                        attr("deployment.environment", "demo"),
+                    ],
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
@@ -371,9 +505,17 @@ mod tests {
         }
         // Across seeds, the full flow (down to apns) and both failure
         // kinds appear.
-        let runs: Vec<Vec<Call>> = (0..300).map(|s| card_payment(fastrand::Rng::with_seed(s))).collect();
-        assert!(runs.iter().any(|r| r.iter().any(|c| c.callee == "apns" && c.one_way)));
-        assert!(runs.iter().any(|r| r.iter().any(|c| c.error == Some("insufficient funds"))));
+        let runs: Vec<Vec<Call>> = (0..300)
+            .map(|s| card_payment(fastrand::Rng::with_seed(s)))
+            .collect();
+        assert!(
+            runs.iter()
+                .any(|r| r.iter().any(|c| c.callee == "apns" && c.one_way))
+        );
+        assert!(
+            runs.iter()
+                .any(|r| r.iter().any(|c| c.error == Some("insufficient funds")))
+        );
         assert!(runs.iter().any(|r| r.iter().any(|c| c.timeout)));
     }
 }

@@ -28,7 +28,7 @@ struct Ops {
     ready: Arc<AtomicBool>,
 }
 
-async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
+async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &ops.registry) {
         Ok(()) => (
@@ -141,7 +141,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(phosphor_web::router(query))
         .merge(
             Router::new()
-                .route("/metrics", get(metrics))
+                .route("/metrics", get(metrics_text))
                 .route("/healthz", get(healthz))
                 .route("/readyz", get(readyz))
                 .with_state(ops),

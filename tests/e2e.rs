@@ -85,14 +85,84 @@ fn send_legacy_trace(udp: &UdpSocket, to: std::net::SocketAddr, trace: &str, t0:
     let op = [("operation", "authorise")];
     let op2 = [("operation", "get-card")];
     let datagrams = vec![
-        legacy_datagram(trace, "span-b", "span-a", SS, t0 + 700, "cards-1", "card-api", "cards", &[]),
+        legacy_datagram(
+            trace,
+            "span-b",
+            "span-a",
+            SS,
+            t0 + 700,
+            "cards-1",
+            "card-api",
+            "cards",
+            &[],
+        ),
         legacy_datagram(trace, "span-a", "", CS, t0, "api-1", "api", "card-api", &op),
-        legacy_datagram(trace, "span-b", "span-a", CS, t0 + 200, "card-api-1", "card-api", "cards", &op2),
-        legacy_datagram(trace, "span-a", "", SR, t0 + 100, "card-api-1", "api", "card-api", &[("user", "u-1")]),
-        legacy_datagram(trace, "span-b", "span-a", SR, t0 + 300, "cards-1", "card-api", "cards", &[]),
-        legacy_datagram(trace, "span-b", "span-a", CR, t0 + 800, "card-api-1", "card-api", "cards", &[]),
-        legacy_datagram(trace, "span-a", "", SS, t0 + 900, "card-api-1", "api", "card-api", &[]),
-        legacy_datagram(trace, "span-a", "", CR, t0 + 1_000, "api-1", "api", "card-api", &[]),
+        legacy_datagram(
+            trace,
+            "span-b",
+            "span-a",
+            CS,
+            t0 + 200,
+            "card-api-1",
+            "card-api",
+            "cards",
+            &op2,
+        ),
+        legacy_datagram(
+            trace,
+            "span-a",
+            "",
+            SR,
+            t0 + 100,
+            "card-api-1",
+            "api",
+            "card-api",
+            &[("user", "u-1")],
+        ),
+        legacy_datagram(
+            trace,
+            "span-b",
+            "span-a",
+            SR,
+            t0 + 300,
+            "cards-1",
+            "card-api",
+            "cards",
+            &[],
+        ),
+        legacy_datagram(
+            trace,
+            "span-b",
+            "span-a",
+            CR,
+            t0 + 800,
+            "card-api-1",
+            "card-api",
+            "cards",
+            &[],
+        ),
+        legacy_datagram(
+            trace,
+            "span-a",
+            "",
+            SS,
+            t0 + 900,
+            "card-api-1",
+            "api",
+            "card-api",
+            &[],
+        ),
+        legacy_datagram(
+            trace,
+            "span-a",
+            "",
+            CR,
+            t0 + 1_000,
+            "api-1",
+            "api",
+            "card-api",
+            &[],
+        ),
     ];
     for d in datagrams {
         udp.send_to(&d, to).unwrap();
@@ -101,25 +171,72 @@ fn send_legacy_trace(udp: &UdpSocket, to: std::net::SocketAddr, trace: &str, t0:
 
 fn send_batched_trace(udp: &UdpSocket, to: std::net::SocketAddr, trace: &str, t0: i64) {
     use phosphor_proto::phosphor::{Annotation, AnnotationType, KeyValue, encode_batch};
-    let a = |span: &str, parent: &str, kind: AnnotationType, ts: i64, origin: &str, dest: &str| Annotation {
-        trace_id: trace.into(),
-        span_id: span.into(),
-        parent_id: parent.into(),
-        r#type: kind as i32,
-        timestamp: ts,
-        hostname: format!("{origin}-host"),
-        origin: origin.into(),
-        destination: dest.into(),
-        key_value: vec![KeyValue { key: "operation".into(), value: format!("{dest}-op") }],
-        ..Default::default()
+    let a = |span: &str, parent: &str, kind: AnnotationType, ts: i64, origin: &str, dest: &str| {
+        Annotation {
+            trace_id: trace.into(),
+            span_id: span.into(),
+            parent_id: parent.into(),
+            r#type: kind as i32,
+            timestamp: ts,
+            hostname: format!("{origin}-host"),
+            origin: origin.into(),
+            destination: dest.into(),
+            key_value: vec![KeyValue {
+                key: "operation".into(),
+                value: format!("{dest}-op"),
+            }],
+            ..Default::default()
+        }
     };
     let batch = vec![
-        a("00000000000000a1", "", AnnotationType::ClientSend, t0, "api", "balance"),
-        a("00000000000000a1", "", AnnotationType::ServerRecv, t0 + 50, "api", "balance"),
-        a("00000000000000a1", "", AnnotationType::ServerSend, t0 + 450, "api", "balance"),
-        a("00000000000000a1", "", AnnotationType::ClientRecv, t0 + 500, "api", "balance"),
-        a("00000000000000a2", "00000000000000a1", AnnotationType::ClientSend, t0 + 100, "balance", "ledger"),
-        a("00000000000000a2", "00000000000000a1", AnnotationType::Timeout, t0 + 400, "balance", "ledger"),
+        a(
+            "00000000000000a1",
+            "",
+            AnnotationType::ClientSend,
+            t0,
+            "api",
+            "balance",
+        ),
+        a(
+            "00000000000000a1",
+            "",
+            AnnotationType::ServerRecv,
+            t0 + 50,
+            "api",
+            "balance",
+        ),
+        a(
+            "00000000000000a1",
+            "",
+            AnnotationType::ServerSend,
+            t0 + 450,
+            "api",
+            "balance",
+        ),
+        a(
+            "00000000000000a1",
+            "",
+            AnnotationType::ClientRecv,
+            t0 + 500,
+            "api",
+            "balance",
+        ),
+        a(
+            "00000000000000a2",
+            "00000000000000a1",
+            AnnotationType::ClientSend,
+            t0 + 100,
+            "balance",
+            "ledger",
+        ),
+        a(
+            "00000000000000a2",
+            "00000000000000a1",
+            AnnotationType::Timeout,
+            t0 + 400,
+            "balance",
+            "ledger",
+        ),
     ];
     udp.send_to(&encode_batch(&batch), to).unwrap();
 }
@@ -128,6 +245,7 @@ fn attr(key: &str, v: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
     }
 }
 
@@ -151,7 +269,10 @@ fn otlp_trace(trace_id: [u8; 16], service: &str, t0_ns: u64) -> ExportTraceServi
             attributes: vec![attr("attempt", V::IntValue(2))],
             ..Default::default()
         }],
-        status: Some(Status { code: 2, message: "upstream failed".into() }),
+        status: Some(Status {
+            code: 2,
+            message: "upstream failed".into(),
+        }),
         ..Default::default()
     };
     let child = Span {
@@ -173,7 +294,10 @@ fn otlp_trace(trace_id: [u8; 16], service: &str, t0_ns: u64) -> ExportTraceServi
                 ],
                 ..Default::default()
             }),
-            scope_spans: vec![ScopeSpans { spans: vec![root, child], ..Default::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans: vec![root, child],
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -294,8 +418,13 @@ async fn every_protocol_round_trips_and_survives_a_restart() {
     let grpc_trace = [0x11u8; 16];
     let grpc_hex = hex_of(&grpc_trace);
     let t0_ns = (t0 as u64) * 1_000;
-    let mut client = TraceServiceClient::connect(format!("http://{}", s.grpc)).await.unwrap();
-    let resp = client.export(otlp_trace(grpc_trace, "grpc-svc", t0_ns)).await.unwrap();
+    let mut client = TraceServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let resp = client
+        .export(otlp_trace(grpc_trace, "grpc-svc", t0_ns))
+        .await
+        .unwrap();
     assert_eq!(resp.into_inner().partial_success, None);
 
     let json_hex = "22222222222222222222222222222222";
@@ -312,7 +441,8 @@ async fn every_protocol_round_trips_and_survives_a_restart() {
     // OTLP/HTTP protobuf, gzip: answered in protobuf.
     let gz_trace = [0x33u8; 16];
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(&otlp_trace(gz_trace, "gzip-svc", t0_ns).encode_to_vec()).unwrap();
+    enc.write_all(&otlp_trace(gz_trace, "gzip-svc", t0_ns).encode_to_vec())
+        .unwrap();
     let resp = reqwest::Client::new()
         .post(format!("http://{}/v1/traces", s.otlp_http))
         .header("content-type", "application/x-protobuf")
@@ -324,8 +454,10 @@ async fn every_protocol_round_trips_and_survives_a_restart() {
     assert_eq!(resp.status(), 200);
     let body = resp.bytes().await.unwrap();
     let decoded =
-        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(&body[..])
-            .unwrap();
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            &body[..],
+        )
+        .unwrap();
     assert_eq!(decoded.partial_success, None);
 
     check_legacy(&s, t0).await;
@@ -335,8 +467,16 @@ async fn every_protocol_round_trips_and_survives_a_restart() {
     check_otlp(&s, &hex_of(&gz_trace), "gzip-svc", t0_ns).await;
 
     // Counted as received and written.
-    assert!(s.metric("phosphor_collector_received_spans_total{protocol=\"udp\"}").await >= 14.0);
-    assert_eq!(s.metric("phosphor_collector_accepted_spans_total{protocol=\"otlp_grpc\"}").await, 2.0);
+    assert!(
+        s.metric("phosphor_collector_received_spans_total{protocol=\"udp\"}")
+            .await
+            >= 14.0
+    );
+    assert_eq!(
+        s.metric("phosphor_collector_accepted_spans_total{protocol=\"otlp_grpc\"}")
+            .await,
+        2.0
+    );
 
     let log = s.stop();
     assert!(log.iter().any(|l| l.contains("queue flushed")), "{log:?}");
@@ -348,16 +488,41 @@ async fn every_protocol_round_trips_and_survives_a_restart() {
     check_otlp(&s, &grpc_hex, "grpc-svc", t0_ns).await;
     check_json(&s, json_hex, t0_ns).await;
     let (_, services) = s.get_json("/api/v1/services").await;
-    for svc in ["api", "card-api", "cards", "balance", "grpc-svc", "json-svc", "gzip-svc"] {
-        assert!(services["data"].as_array().unwrap().contains(&json!(svc)), "{svc}: {services}");
+    for svc in [
+        "api", "card-api", "cards", "balance", "grpc-svc", "json-svc", "gzip-svc",
+    ] {
+        assert!(
+            services["data"].as_array().unwrap().contains(&json!(svc)),
+            "{svc}: {services}"
+        );
     }
     let (_, ops) = s.get_json("/api/v1/services/card-api/operations").await;
-    assert!(ops["data"].as_array().unwrap().contains(&json!({"name": "get-card", "spanKind": "client"})), "{ops}");
-    assert!(ops["data"].as_array().unwrap().contains(&json!({"name": "authorise", "spanKind": "server"})), "{ops}");
+    assert!(
+        ops["data"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "get-card", "spanKind": "client"})),
+        "{ops}"
+    );
+    assert!(
+        ops["data"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "authorise", "spanKind": "server"})),
+        "{ops}"
+    );
 
     // The waterfall page renders the legacy trace.
-    let html = reqwest::get(s.url("/traces/legacy-e2e-trace")).await.unwrap().text().await.unwrap();
-    assert!(html.contains("get-card") && html.contains("cards"), "{html}");
+    let html = reqwest::get(s.url("/traces/legacy-e2e-trace"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("get-card") && html.contains("cards"),
+        "{html}"
+    );
     s.stop();
 }
 
@@ -436,19 +601,58 @@ async fn garbage_on_every_receiver_is_counted_and_disturbs_nothing() {
     ] {
         udp.send_to(d, s.udp).unwrap();
     }
-    udp.send_to(&legacy_datagram("t", "", "", CS, 5, "", "", "", &[]), s.udp).unwrap();
+    udp.send_to(&legacy_datagram("t", "", "", CS, 5, "", "", "", &[]), s.udp)
+        .unwrap();
 
     // gRPC: bytes that are not an ExportTraceServiceRequest.
     let status = raw_grpc(s.grpc, vec![0xff; 16]).await;
     assert_ne!(status.code(), tonic::Code::Unavailable, "{status:?}");
 
     // OTLP/HTTP: each answered with a 4xx that says what is wrong.
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
-        ("application/x-protobuf", None, vec![0xff; 10], 400, "invalid OTLP protobuf"),
-        ("application/json", None, b"{\"resourceSpans\": 7}".to_vec(), 400, "invalid OTLP JSON"),
-        ("application/json", Some("gzip"), b"not gzip".to_vec(), 400, "invalid gzip"),
-        ("text/plain", None, b"hello".to_vec(), 415, "unsupported content type"),
-        ("application/json", Some("br"), b"{}".to_vec(), 415, "unsupported content encoding"),
+    // content type, content encoding, body, expected status, expected message
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "application/x-protobuf",
+            None,
+            vec![0xff; 10],
+            400,
+            "invalid OTLP protobuf",
+        ),
+        (
+            "application/json",
+            None,
+            b"{\"resourceSpans\": 7}".to_vec(),
+            400,
+            "invalid OTLP JSON",
+        ),
+        (
+            "application/json",
+            Some("gzip"),
+            b"not gzip".to_vec(),
+            400,
+            "invalid gzip",
+        ),
+        (
+            "text/plain",
+            None,
+            b"hello".to_vec(),
+            415,
+            "unsupported content type",
+        ),
+        (
+            "application/json",
+            Some("br"),
+            b"{}".to_vec(),
+            415,
+            "unsupported content encoding",
+        ),
     ];
     for (ct, enc, body, code, msg) in cases {
         let mut req = http.post(&otlp_url).header("content-type", ct).body(body);
@@ -474,24 +678,46 @@ async fn garbage_on_every_receiver_is_counted_and_disturbs_nothing() {
         name: "zero-trace-id".into(),
         ..Default::default()
     });
-    let mut client = TraceServiceClient::connect(format!("http://{}", s.grpc)).await.unwrap();
-    let ps = client.export(req).await.unwrap().into_inner().partial_success.unwrap();
+    let mut client = TraceServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let ps = client
+        .export(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .partial_success
+        .unwrap();
     assert_eq!(ps.rejected_spans, 1);
-    assert!(ps.error_message.contains("trace_id"), "{}", ps.error_message);
+    assert!(
+        ps.error_message.contains("trace_id"),
+        "{}",
+        ps.error_message
+    );
 
     // The API refuses bad input with JSON errors.
     let (code, body) = s.get_json("/api/v1/traces/has%20space").await;
     assert_eq!((code, body["error"]["code"].as_u64()), (400, Some(400)));
-    let (code, body) = s.get_json("/api/v1/traces/ffffffffffffffffffffffffffffffff").await;
+    let (code, body) = s
+        .get_json("/api/v1/traces/ffffffffffffffffffffffffffffffff")
+        .await;
     assert_eq!(code, 404);
-    assert!(body["error"]["message"].as_str().unwrap().contains("not found"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not found")
+    );
 
     // After all that, a good trace on every receiver arrives whole.
     let t0 = now_us() - 5_000_000;
     send_legacy_trace(&udp, s.udp, "after-garbage", t0);
     send_batched_trace(&udp, s.udp, "5bf92f3577b34da6a3ce929d0e0e4736", t0);
     let t0_ns = t0 as u64 * 1_000;
-    client.export(otlp_trace([0x55; 16], "grpc-svc", t0_ns)).await.unwrap();
+    client
+        .export(otlp_trace([0x55; 16], "grpc-svc", t0_ns))
+        .await
+        .unwrap();
     let resp = http
         .post(&otlp_url)
         .header("content-type", "application/json")
@@ -508,12 +734,33 @@ async fn garbage_on_every_receiver_is_counted_and_disturbs_nothing() {
 
     // Every bad input was counted.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let udp_bad = s.metric("phosphor_collector_malformed_requests_total{protocol=\"udp\"}").await;
-    assert_eq!(udp_bad, 5.0, "random, bad version, truncated, empty, short field");
-    assert_eq!(s.metric("phosphor_collector_rejected_spans_total{protocol=\"udp\"}").await, 1.0);
-    assert_eq!(s.metric("phosphor_collector_malformed_requests_total{protocol=\"otlp_http\"}").await, 5.0);
-    assert_eq!(s.metric("phosphor_collector_malformed_requests_total{protocol=\"otlp_grpc\"}").await, 1.0);
-    assert_eq!(s.metric("phosphor_collector_rejected_spans_total{protocol=\"otlp_grpc\"}").await, 1.0);
+    let udp_bad = s
+        .metric("phosphor_collector_malformed_requests_total{protocol=\"udp\"}")
+        .await;
+    assert_eq!(
+        udp_bad, 5.0,
+        "random, bad version, truncated, empty, short field"
+    );
+    assert_eq!(
+        s.metric("phosphor_collector_rejected_spans_total{protocol=\"udp\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric("phosphor_collector_malformed_requests_total{protocol=\"otlp_http\"}")
+            .await,
+        5.0
+    );
+    assert_eq!(
+        s.metric("phosphor_collector_malformed_requests_total{protocol=\"otlp_grpc\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        s.metric("phosphor_collector_rejected_spans_total{protocol=\"otlp_grpc\"}")
+            .await,
+        1.0
+    );
     assert!(s.metric("phosphor_collector_udp_datagrams_total").await >= 15.0);
     s.stop();
 }
@@ -526,9 +773,97 @@ fn help_explains_every_option() {
         .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
-        "--data-dir", "--http-addr", "--udp-addr", "--otlp-grpc-addr", "--otlp-http-addr",
-        "--config", "--demo", "--queue-spans", "--max-request-bytes", "--sync-writes", "PHOSPHOR_DATA_DIR",
+        "--data-dir",
+        "--http-addr",
+        "--udp-addr",
+        "--otlp-grpc-addr",
+        "--otlp-http-addr",
+        "--config",
+        "--demo",
+        "--queue-spans",
+        "--max-request-bytes",
+        "--sync-writes",
+        "PHOSPHOR_DATA_DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_plays_the_card_payment_system_over_udp_and_otlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &["--demo"]);
+    assert_eq!(
+        reqwest::get(s.url("/healthz"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok\n"
+    );
+    assert_eq!(
+        reqwest::get(s.url("/readyz"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ready\n"
+    );
+
+    // The demo alternates legacy UDP, batched UDP and OTLP/gRPC traces.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let recent = loop {
+        let (_, body) = s.get_json("/api/v1/recent?limit=50").await;
+        let list = body["data"].as_array().unwrap().clone();
+        if list.len() >= 4 {
+            // Let the traces listed finish arriving (UDP is asynchronous).
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            break list;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo sent too little: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(recent.iter().any(|t| {
+        t["legacyTraceId"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("payment-"))
+    }));
+    let mut protocols = std::collections::HashSet::new();
+    for summary in &recent {
+        let id = summary["traceId"].as_str().unwrap();
+        let (code, t) = s.get_json(&format!("/api/v1/traces/{id}")).await;
+        assert_eq!(code, 200);
+        let services: Vec<&str> = t["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        for svc in ["api", "card-api", "card-processing", "cards", "balance"] {
+            assert!(services.contains(&svc), "{svc} missing from {services:?}");
+        }
+        for span in t["spans"].as_array().unwrap() {
+            protocols.insert(span["protocols"][0].as_str().unwrap().to_string());
+            assert!(span["duration"].as_u64().unwrap() < 10_000_000, "{span}");
+        }
+    }
+    assert!(
+        protocols.contains("udp") && protocols.contains("otlp_grpc"),
+        "{protocols:?}"
+    );
+
+    // The UI lists them.
+    let html = reqwest::get(s.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("card-processing"), "{html}");
+    s.stop();
 }

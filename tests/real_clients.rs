@@ -87,7 +87,10 @@ async fn opentelemetry_python_sdk_over_grpc_and_http() {
         // Children in start order: load-account before charge-card.
         let root_children = root["children"].as_array().unwrap();
         assert_eq!(root_children.len(), 2);
-        assert_eq!(t["spans"][root_children[0].as_u64().unwrap() as usize]["name"], "load-account");
+        assert_eq!(
+            t["spans"][root_children[0].as_u64().unwrap() as usize]["name"],
+            "load-account"
+        );
     }
     s.stop();
 }

@@ -4,8 +4,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as OtlpKeyValue, any_value};
 use phosphor_proto::phosphor as wire;
 use phosphor_store::model::{
-    Annotation, AnnotationType, Event, Fragment, KeyValue, LegacyIds, Link, Protocol, Span,
-    SpanId, SpanKind, StatusCode, TraceId, Value,
+    Annotation, AnnotationType, Event, Fragment, KeyValue, LegacyIds, Link, Protocol, Span, SpanId,
+    SpanKind, StatusCode, TraceId, Value,
 };
 
 /// Limits applied while decoding.
@@ -269,10 +269,7 @@ pub struct DatagramResult {
 
 /// Decodes one UDP datagram in either framing. `Err` when the datagram as a
 /// whole is unreadable.
-pub fn datagram(
-    buf: &[u8],
-    limits: &Limits,
-) -> Result<DatagramResult, wire::DatagramError> {
+pub fn datagram(buf: &[u8], limits: &Limits) -> Result<DatagramResult, wire::DatagramError> {
     let anns = match wire::decode_datagram(buf)? {
         wire::Datagram::Legacy(a) => vec![a],
         wire::Datagram::Batch(v) => v,
@@ -333,7 +330,10 @@ mod tests {
 
     #[test]
     fn every_real_client_otlp_fixture_decodes() {
-        let dir = format!("{}/../../shared/fixtures/real-clients", env!("CARGO_MANIFEST_DIR"));
+        let dir = format!(
+            "{}/../../shared/fixtures/real-clients",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
@@ -365,8 +365,16 @@ mod tests {
         .unwrap();
         let d = otlp(req, Protocol::OtlpGrpc, &Limits::default());
         let s = spans(&d);
-        assert!(s.len() >= 1);
+        assert_eq!(s.len(), 3);
         assert!(s.iter().all(|x| x.protocol == Protocol::OtlpGrpc));
+        // One root; the others hang under spans of the same request.
+        let ids: Vec<SpanId> = s.iter().map(|x| x.span_id).collect();
+        assert_eq!(s.iter().filter(|x| x.parent_span_id.is_none()).count(), 1);
+        for x in &s {
+            if let Some(p) = x.parent_span_id {
+                assert!(ids.contains(&p), "{} has an unknown parent", x.name);
+            }
+        }
     }
 
     #[test]

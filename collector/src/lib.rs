@@ -34,14 +34,16 @@ pub async fn serve_otlp_grpc(
     let malformed = receiver_malformed(&receiver);
     // Decoding failures never reach the service: count every non-OK answer
     // other than the retryable UNAVAILABLE as malformed.
-    let count = tower::util::MapResponseLayer::new(move |resp: axum::http::Response<tonic::body::Body>| {
-        if let Some(code) = resp.headers().get("grpc-status") {
-            if code != "0" && code != "14" {
+    let count =
+        tower::util::MapResponseLayer::new(move |resp: axum::http::Response<tonic::body::Body>| {
+            if let Some(code) = resp.headers().get("grpc-status")
+                && code != "0"
+                && code != "14"
+            {
                 malformed.inc();
             }
-        }
-        resp
-    });
+            resp
+        });
     tonic::transport::Server::builder()
         .layer(count)
         .add_service(receiver.grpc_service())

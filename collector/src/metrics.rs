@@ -48,17 +48,61 @@ impl Metrics {
     /// Registers every metric under `phosphor_collector_`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("phosphor_collector");
-        r.register("received_spans", "Spans and annotations decoded", self.received.clone());
-        r.register("accepted_spans", "Spans and annotations queued for the store", self.accepted.clone());
-        r.register("refused_spans", "Spans refused with a retryable error (queue full)", self.refused.clone());
-        r.register("dropped_spans", "Spans dropped without a reply channel (UDP, queue full)", self.dropped.clone());
-        r.register("rejected_spans", "Invalid spans rejected inside a good request", self.rejected.clone());
-        r.register("malformed_requests", "Requests and datagrams that could not be decoded", self.malformed.clone());
-        r.register("udp_datagrams", "UDP datagrams received", self.udp_datagrams.clone());
-        r.register("queue_spans", "Spans waiting in the ingest queue", self.queue_spans.clone());
-        r.register("written_spans", "Spans and annotations written to the store", self.written.clone());
-        r.register("write_batches", "Store write batches", self.write_batches.clone());
-        r.register("write_errors", "Store writes that failed", self.write_errors.clone());
+        r.register(
+            "received_spans",
+            "Spans and annotations decoded",
+            self.received.clone(),
+        );
+        r.register(
+            "accepted_spans",
+            "Spans and annotations queued for the store",
+            self.accepted.clone(),
+        );
+        r.register(
+            "refused_spans",
+            "Spans refused with a retryable error (queue full)",
+            self.refused.clone(),
+        );
+        r.register(
+            "dropped_spans",
+            "Spans dropped without a reply channel (UDP, queue full)",
+            self.dropped.clone(),
+        );
+        r.register(
+            "rejected_spans",
+            "Invalid spans rejected inside a good request",
+            self.rejected.clone(),
+        );
+        r.register(
+            "malformed_requests",
+            "Requests and datagrams that could not be decoded",
+            self.malformed.clone(),
+        );
+        r.register(
+            "udp_datagrams",
+            "UDP datagrams received",
+            self.udp_datagrams.clone(),
+        );
+        r.register(
+            "queue_spans",
+            "Spans waiting in the ingest queue",
+            self.queue_spans.clone(),
+        );
+        r.register(
+            "written_spans",
+            "Spans and annotations written to the store",
+            self.written.clone(),
+        );
+        r.register(
+            "write_batches",
+            "Store write batches",
+            self.write_batches.clone(),
+        );
+        r.register(
+            "write_errors",
+            "Store writes that failed",
+            self.write_errors.clone(),
+        );
     }
 
     /// The counter family's entry for `protocol`.

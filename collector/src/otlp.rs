@@ -201,7 +201,9 @@ fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, String> {
         .read_to_end(&mut out)
         .map_err(|e| format!("invalid gzip body: {e}"))?;
     if out.len() > limit {
-        return Err(format!("request body is larger than {limit} bytes once inflated"));
+        return Err(format!(
+            "request body is larger than {limit} bytes once inflated"
+        ));
     }
     Ok(out)
 }

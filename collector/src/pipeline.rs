@@ -136,7 +136,9 @@ fn writer_loop(
         let n = fragments.len();
         let result = store.write(&fragments);
         queued.fetch_sub(n, Ordering::Relaxed);
-        metrics.queue_spans.set(queued.load(Ordering::Relaxed) as i64);
+        metrics
+            .queue_spans
+            .set(queued.load(Ordering::Relaxed) as i64);
         metrics.write_batches.inc();
         let outcome = match result {
             Ok(()) => {

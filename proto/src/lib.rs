@@ -50,7 +50,9 @@ pub mod phosphor {
                 if version != BATCH_VERSION {
                     return Err(DatagramError::Version(version));
                 }
-                Ok(Datagram::Batch(AnnotationBatch::decode(&buf[2..])?.annotations))
+                Ok(Datagram::Batch(
+                    AnnotationBatch::decode(&buf[2..])?.annotations,
+                ))
             }
             Some(_) => Ok(Datagram::Legacy(Annotation::decode(buf)?)),
         }
@@ -97,7 +99,10 @@ mod tests {
         let legacy = encode_legacy(&one);
         // A legacy message starts with the tag of field 1 (0x0a).
         assert_eq!(legacy[0], 0x0a);
-        assert_eq!(decode_datagram(&legacy).unwrap(), Datagram::Legacy(one.clone()));
+        assert_eq!(
+            decode_datagram(&legacy).unwrap(),
+            Datagram::Legacy(one.clone())
+        );
 
         let two = vec![ann("a"), ann("b")];
         let batch = encode_batch(&two);
@@ -111,18 +116,30 @@ mod tests {
         // original Go client writes them.
         let a = Annotation {
             timestamp: 5,
-            key_value: vec![KeyValue { key: "k".into(), value: "v".into() }],
+            key_value: vec![KeyValue {
+                key: "k".into(),
+                value: "v".into(),
+            }],
             ..Default::default()
         };
         let bytes = a.encode_to_vec();
-        assert_eq!(bytes, vec![0x30, 0x05, 0x62, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v']);
+        assert_eq!(
+            bytes,
+            vec![0x30, 0x05, 0x62, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v']
+        );
     }
 
     #[test]
     fn bad_datagrams_are_errors() {
         assert!(matches!(decode_datagram(&[]), Err(DatagramError::Empty)));
-        assert!(matches!(decode_datagram(&[0x00]), Err(DatagramError::Truncated)));
-        assert!(matches!(decode_datagram(&[0x00, 0x09]), Err(DatagramError::Version(9))));
+        assert!(matches!(
+            decode_datagram(&[0x00]),
+            Err(DatagramError::Truncated)
+        ));
+        assert!(matches!(
+            decode_datagram(&[0x00, 0x09]),
+            Err(DatagramError::Version(9))
+        ));
         assert!(decode_datagram(&[0xff, 0xff, 0xff]).is_err());
     }
 }

@@ -300,7 +300,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
-    use phosphor_store::model::*;
+    use phosphor_store::model::{Annotation, AnnotationType, Fragment, LegacyIds, SpanId, TraceId};
     use phosphor_store::{Store, StoreConfig};
     use std::sync::Arc;
     use tower::ServiceExt;
@@ -377,13 +377,28 @@ mod tests {
         let (status, body) = get(&q, "/api/v1/traces/4bf92f3577b34da6a3ce929d0e0e4736").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"]["code"], 404);
-        assert!(body["error"]["message"].as_str().unwrap().contains("not found"));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not found")
+        );
         let (status, body) = get(&q, "/api/v1/traces/a%20b").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["error"]["message"].as_str().unwrap().contains("malformed trace id"));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("malformed trace id")
+        );
         let (status, body) = get(&q, "/api/v1/nope").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert!(body["error"]["message"].as_str().unwrap().contains("/api/v1/nope"));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("/api/v1/nope")
+        );
     }
 
     #[tokio::test]
@@ -392,7 +407,10 @@ mod tests {
         let (_, body) = get(&q, "/api/v1/services").await;
         assert_eq!(body["data"], json!(["api"]));
         let (_, body) = get(&q, "/api/v1/services/api/operations").await;
-        assert_eq!(body["data"], json!([{"name": "authorise", "spanKind": "client"}]));
+        assert_eq!(
+            body["data"],
+            json!([{"name": "authorise", "spanKind": "client"}])
+        );
         let (status, _) = get(&q, "/api/v1/services/nope/operations").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (_, body) = get(&q, "/api/v1/recent?limit=5").await;

@@ -218,7 +218,11 @@ fn side_node(
                 .filter(|a| a.duration_us > 0)
                 .map(|a| us_to_ns(a.timestamp_us + a.duration_us))
         });
-    let earliest = anns.iter().map(|a| us_to_ns(a.timestamp_us)).min().unwrap_or(0);
+    let earliest = anns
+        .iter()
+        .map(|a| us_to_ns(a.timestamp_us))
+        .min()
+        .unwrap_or(0);
     match (start_ns, end_ns) {
         (Some(s), Some(e)) => {
             node.start_ns = s;
@@ -247,7 +251,8 @@ fn side_node(
         } else {
             end_kind.as_str()
         };
-        node.warnings.push(format!("incomplete span: no {missing} has arrived"));
+        node.warnings
+            .push(format!("incomplete span: no {missing} has arrived"));
     }
     if let Some(t) = timeout {
         node.status = StatusCode::Error;
@@ -334,13 +339,22 @@ pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
     }
     nodes.extend(spans.into_iter().map(span_node));
 
+    // Arrival order must not matter: each side in time order.
+    for g in groups.values_mut() {
+        for v in [&mut g.client, &mut g.server, &mut g.events] {
+            v.sort_by(|a, b| {
+                (a.timestamp_us, a.kind.as_str(), &a.attributes).cmp(&(
+                    b.timestamp_us,
+                    b.kind.as_str(),
+                    &b.attributes,
+                ))
+            });
+        }
+    }
+    group_order.sort();
     for id in &group_order {
         let g = &groups[id];
-        let span_operation = g
-            .client
-            .iter()
-            .chain(&g.server)
-            .find_map(|a| a.operation());
+        let span_operation = g.client.iter().chain(&g.server).find_map(|a| a.operation());
         let span_operation = span_operation.as_deref();
         let client = (!g.client.is_empty()).then(|| {
             side_node(
@@ -375,7 +389,12 @@ pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
                 n.incomplete = true;
                 n.warnings = vec!["only ANNOTATION fragments of this span have arrived".into()];
                 n.name = format!("span {}", id);
-                n.end_ns = n.events.iter().map(|e| e.time_ns).max().unwrap_or(n.start_ns);
+                n.end_ns = n
+                    .events
+                    .iter()
+                    .map(|e| e.time_ns)
+                    .max()
+                    .unwrap_or(n.start_ns);
                 nodes.push(n);
             }
             (client, server) => {
@@ -413,28 +432,25 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
     let mut missing_order = Vec::new();
     for i in 0..nodes.len() {
         let n = &nodes[i];
-        if n.side == Some(Side::Server) {
-            if let Some(&c) = by_id[&n.span_id]
+        if n.side == Some(Side::Server)
+            && let Some(&c) = by_id[&n.span_id]
                 .iter()
                 .find(|&&j| nodes[j].side == Some(Side::Client))
-            {
-                parent[i] = Some(c);
-                continue;
-            }
+        {
+            parent[i] = Some(c);
+            continue;
         }
-        let Some(pid) = n.parent_span_id else { continue };
+        let Some(pid) = n.parent_span_id else {
+            continue;
+        };
         match by_id.get(&pid) {
             Some(cands) => {
-                let pick = cands
-                    .iter()
-                    .copied()
-                    .filter(|&j| j != i)
-                    .max_by_key(|&j| {
-                        let c = &nodes[j];
-                        (c.side == Some(Side::Server)
-                            || matches!(c.kind, SpanKind::Server | SpanKind::Consumer))
-                            as u8
-                    });
+                let pick = cands.iter().copied().filter(|&j| j != i).max_by_key(|&j| {
+                    let c = &nodes[j];
+                    (c.side == Some(Side::Server)
+                        || matches!(c.kind, SpanKind::Server | SpanKind::Consumer))
+                        as u8
+                });
                 parent[i] = pick;
             }
             None => {
@@ -456,7 +472,11 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
         p.incomplete = true;
         p.name = "missing span".into();
         p.service = "unknown".into();
-        p.start_ns = children.iter().map(|&c| nodes[c].start_ns).min().unwrap_or(0);
+        p.start_ns = children
+            .iter()
+            .map(|&c| nodes[c].start_ns)
+            .min()
+            .unwrap_or(0);
         p.end_ns = children.iter().map(|&c| nodes[c].end_ns).max().unwrap_or(0);
         p.warnings.push(format!(
             "span {pid} is the parent of {} span(s) but has not arrived",
@@ -491,7 +511,10 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
                 nodes[cur]
                     .warnings
                     .push("parent references form a cycle; shown as a root".into());
-                warnings.push(format!("span {} is part of a parent cycle", nodes[cur].span_id));
+                warnings.push(format!(
+                    "span {} is part of a parent cycle",
+                    nodes[cur].span_id
+                ));
                 break;
             }
             state[cur] = 1;
@@ -508,9 +531,9 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
 
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut roots = Vec::new();
-    for i in 0..n {
-        match parent[i] {
-            Some(p) => children[p].push(i),
+    for (i, p) in parent.iter().enumerate() {
+        match p {
+            Some(p) => children[*p].push(i),
             None => roots.push(i),
         }
     }
@@ -550,7 +573,10 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
 
     let start_ns = out.iter().map(|n| n.start_ns).min().unwrap_or(0);
     let end_ns = out.iter().map(|n| n.end_ns).max().unwrap_or(0);
-    let incomplete = out.iter().filter(|n| n.incomplete && !n.placeholder).count();
+    let incomplete = out
+        .iter()
+        .filter(|n| n.incomplete && !n.placeholder)
+        .count();
     if incomplete > 0 {
         warnings.push(format!("{incomplete} span(s) are incomplete"));
     }
@@ -638,7 +664,7 @@ mod tests {
         })
     }
 
-    use AnnotationType::*;
+    use AnnotationType::{ClientRecv, ClientSend, ServerRecv, ServerSend, Timeout};
 
     fn rpc() -> Vec<Fragment> {
         vec![
@@ -732,7 +758,7 @@ mod tests {
     #[test]
     fn annotation_becomes_an_event_on_its_span() {
         let mut f = rpc();
-        let mut e = ann(Annotation, 1, None, 150);
+        let mut e = ann(AnnotationType::Annotation, 1, None, 150);
         if let Fragment::Annotation(a) = &mut e {
             a.attributes.push(("name".into(), "cache miss".into()));
         }

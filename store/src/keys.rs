@@ -161,12 +161,13 @@ mod tests {
 
     #[test]
     fn catalog_keys_group_by_service_and_never_interleave() {
-        // "card" must not sort inside "card-api"'s range, nor a longer
-        // name's operations between a shorter one's.
+        // Length-prefixed names sort shorter first, so "card" never sorts
+        // inside "card-api"'s range, nor one service's operations between
+        // another's.
         let keys = [
             service_key("card"),
-            service_key("card-api"),
             service_key("cards"),
+            service_key("card-api"),
             operation_key("card", SpanKind::Server, "z"),
             operation_key("card-api", SpanKind::Internal, "b"),
             operation_key("card-api", SpanKind::Server, "a"),
@@ -178,7 +179,7 @@ mod tests {
         let prefix = operation_prefix("card");
         assert!(keys[3].starts_with(&prefix));
         assert!(!keys[4].starts_with(&prefix));
-        assert_eq!(decode_service_key(&keys[1]), Some("card-api"));
+        assert_eq!(decode_service_key(&keys[2]), Some("card-api"));
         assert_eq!(
             decode_operation_key(&keys[6]),
             Some(("card-api", SpanKind::Client, "a"))

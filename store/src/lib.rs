@@ -34,7 +34,7 @@ use rocksdb::{
 };
 
 pub use error::{Error, Result};
-use model::{Fragment, SpanKind, TraceId};
+use model::{Fragment, SpanId, SpanKind, TraceId};
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -130,6 +130,10 @@ impl Store {
             });
         }
 
+        std::fs::create_dir_all(&path).map_err(|e| Error::NotADataDir {
+            path: path.display().to_string(),
+            reason: format!("cannot create it: {e}"),
+        })?;
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
@@ -202,7 +206,9 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family opened at start")
+        self.db
+            .cf_handle(name)
+            .expect("column family opened at start")
     }
 
     /// Writes fragments in one atomic write batch: one record per trace,
@@ -216,9 +222,7 @@ impl Store {
         for f in fragments {
             by_trace.entry(f.trace_id()).or_default().push(f);
         }
-        let seq0 = self
-            .seq
-            .fetch_add(by_trace.len() as u64, Ordering::Relaxed);
+        let seq0 = self.seq.fetch_add(by_trace.len() as u64, Ordering::Relaxed);
         let spans = self.cf(cf::SPANS);
         let recent = self.cf(cf::RECENT);
         let mut batch = WriteBatch::default();
@@ -235,13 +239,32 @@ impl Store {
             batch.put_cf(recent, keys::recent_key(seq, *trace), []);
         }
 
+        // Annotations often name their operation on one side only: within
+        // this write, the other side takes it from there.
+        let mut span_ops: HashMap<(TraceId, SpanId), String> = HashMap::new();
+        for f in fragments {
+            if let Fragment::Annotation(a) = f
+                && let Some(op) = a.operation()
+            {
+                span_ops.entry((a.trace_id, a.span_id)).or_insert(op);
+            }
+        }
         let mut new_catalog = Vec::new();
         {
             let known = self.catalog.lock().expect("catalog lock");
             let mut seen = HashSet::new();
             for f in fragments {
-                if let Some((service, kind, op)) = f.catalog_entry() {
-                    for k in [keys::service_key(service), keys::operation_key(service, kind, &op)] {
+                let entry = match f {
+                    Fragment::Span(s) => Some((s.service.as_str(), s.kind, s.name.clone())),
+                    Fragment::Annotation(a) => {
+                        a.catalog_entry(span_ops.get(&(a.trace_id, a.span_id)).map(String::as_str))
+                    }
+                };
+                if let Some((service, kind, op)) = entry {
+                    for k in [
+                        keys::service_key(service),
+                        keys::operation_key(service, kind, &op),
+                    ] {
                         if !known.contains(&k) && seen.insert(k.clone()) {
                             new_catalog.push(k);
                         }
@@ -284,12 +307,12 @@ impl Store {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(cf::RECENT), IteratorMode::End) {
             let (k, _) = item?;
-            if let Some((_, trace)) = keys::decode_recent_key(&k) {
-                if seen.insert(trace) {
-                    out.push(trace);
-                    if out.len() >= limit {
-                        break;
-                    }
+            if let Some((_, trace)) = keys::decode_recent_key(&k)
+                && seen.insert(trace)
+            {
+                out.push(trace);
+                if out.len() >= limit {
+                    break;
                 }
             }
         }
@@ -417,7 +440,10 @@ mod tests {
         {
             let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
             store
-                .write(&[span(1, 1, "card-api", "authorise"), span(1, 2, "cards", "get")])
+                .write(&[
+                    span(1, 1, "card-api", "authorise"),
+                    span(1, 2, "cards", "get"),
+                ])
                 .unwrap();
             store.write(&[span(2, 1, "card-api", "capture")]).unwrap();
         }

@@ -122,7 +122,10 @@ impl SpanId {
                 let original = (id.to_hex() != s).then(|| s.to_string());
                 Ok((id, original))
             }
-            None => Ok((SpanId(xxh3_64(s.as_bytes()).to_be_bytes()), Some(s.to_string()))),
+            None => Ok((
+                SpanId(xxh3_64(s.as_bytes()).to_be_bytes()),
+                Some(s.to_string()),
+            )),
         }
     }
 
@@ -465,7 +468,11 @@ impl Annotation {
     /// from the call's destination.
     pub fn operation(&self) -> Option<String> {
         for key in OPERATION_KEYS {
-            if let Some((_, v)) = self.attributes.iter().find(|(k, v)| k == key && !v.is_empty()) {
+            if let Some((_, v)) = self
+                .attributes
+                .iter()
+                .find(|(k, v)| k == key && !v.is_empty())
+            {
                 return Some(v.clone());
             }
         }
@@ -481,6 +488,22 @@ impl Annotation {
             (Side::Server, true) => SpanKind::Consumer,
             (Side::Event, _) => SpanKind::Internal,
         }
+    }
+
+    /// The (service, span kind, operation) this annotation adds to the
+    /// catalog. `span_operation` is the operation another annotation of the
+    /// same span names, if one is known. A side whose operation is not known
+    /// adds nothing, except a CLIENT_SEND, which adds its default name (as
+    /// the assembled span will show it).
+    pub fn catalog_entry(&self, span_operation: Option<&str>) -> Option<(&str, SpanKind, String)> {
+        if self.kind.side() == Side::Event {
+            return None;
+        }
+        let op = self
+            .operation()
+            .or_else(|| span_operation.map(str::to_string))
+            .or_else(|| (self.kind == AnnotationType::ClientSend).then(|| self.default_name()))?;
+        Some((self.service(), self.span_kind(), op))
     }
 
     /// The name a span made of this fragment gets where no operation is
@@ -511,22 +534,6 @@ impl Fragment {
             Fragment::Annotation(a) => a.trace_id,
         }
     }
-
-    /// The (service, span kind, operation) this fragment adds to the
-    /// catalog, if it names one.
-    pub fn catalog_entry(&self) -> Option<(&str, SpanKind, String)> {
-        match self {
-            Fragment::Span(s) => Some((&s.service, s.kind, s.name.clone())),
-            Fragment::Annotation(a) => match a.kind.side() {
-                Side::Event => None,
-                _ => Some((
-                    a.service(),
-                    a.span_kind(),
-                    a.operation().unwrap_or_else(|| a.default_name()),
-                )),
-            },
-        }
-    }
 }
 
 #[cfg(test)]
@@ -536,7 +543,10 @@ mod tests {
     #[test]
     fn trace_ids_parse_losslessly_where_they_can() {
         let hex = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert_eq!(TraceId::parse(hex).unwrap(), (TraceId(hex_exact(hex).unwrap()), None));
+        assert_eq!(
+            TraceId::parse(hex).unwrap(),
+            (TraceId(hex_exact(hex).unwrap()), None)
+        );
 
         let (upper, original) = TraceId::parse(&hex.to_uppercase()).unwrap();
         assert_eq!(upper.to_hex(), hex);
@@ -598,6 +608,25 @@ mod tests {
         assert_eq!(a.span_kind(), SpanKind::Server);
         a.attributes.push(("endpoint".into(), "/authorise".into()));
         assert_eq!(a.operation().as_deref(), Some("/authorise"));
+        assert_eq!(
+            a.catalog_entry(None),
+            Some(("card-api", SpanKind::Server, "/authorise".to_string()))
+        );
+        a.attributes.clear();
+        // A server side that names no operation takes its span's, or adds
+        // nothing; a CLIENT_SEND adds its default name.
+        assert_eq!(
+            a.catalog_entry(Some("authorise")),
+            Some(("card-api", SpanKind::Server, "authorise".to_string()))
+        );
+        assert_eq!(a.catalog_entry(None), None);
+        a.kind = AnnotationType::ClientRecv;
+        assert_eq!(a.catalog_entry(None), None);
+        a.kind = AnnotationType::ClientSend;
+        assert_eq!(
+            a.catalog_entry(None),
+            Some(("api", SpanKind::Client, "call card-api".to_string()))
+        );
         a.origin.clear();
         a.destination.clear();
         assert_eq!(a.service(), "host-1");

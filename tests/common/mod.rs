@@ -69,7 +69,9 @@ impl Server {
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("phosphor did not report ready within 60s");
             if line.contains("listening") {
-                let name = field(&line, "listener").expect("listener field").to_string();
+                let name = field(&line, "listener")
+                    .expect("listener field")
+                    .to_string();
                 let addr: SocketAddr = field(&line, "addr").expect("addr field").parse().unwrap();
                 addrs.insert(name, addr);
             }
@@ -106,7 +108,10 @@ impl Server {
                 assert!(status.success(), "phosphor exited with {status}");
                 break;
             }
-            assert!(Instant::now() < deadline, "phosphor did not stop within 30s");
+            assert!(
+                Instant::now() < deadline,
+                "phosphor did not stop within 30s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         self.log.try_iter().collect()

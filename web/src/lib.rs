@@ -8,11 +8,11 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use phosphor_query::{Error, QueryService, Trace, TraceSummary};
 use serde::Deserialize;
 
@@ -42,9 +42,9 @@ async fn css() -> Response {
 
 /// A stable colour per service name.
 pub fn service_color(service: &str) -> String {
-    let h = service
-        .bytes()
-        .fold(2_166_136_261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16_777_619));
+    let h = service.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
     format!("hsl({}, 65%, 50%)", h % 360)
 }
 
@@ -332,12 +332,14 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
-    use phosphor_store::model::*;
+    use phosphor_store::model::{
+        Fragment, KeyValue, Protocol, Span, SpanId, SpanKind, StatusCode as SpanStatus, TraceId,
+    };
     use phosphor_store::{Store, StoreConfig};
     use std::sync::Arc;
     use tower::ServiceExt;
 
-    fn span(id: u8, parent: Option<u8>, name: &str, status: StatusCode) -> Fragment {
+    fn span(id: u8, parent: Option<u8>, name: &str, status: SpanStatus) -> Fragment {
         Fragment::Span(Span {
             trace_id: TraceId([5; 16]),
             span_id: SpanId([id; 8]),
@@ -364,7 +366,9 @@ mod tests {
             .await
             .unwrap();
         let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 22)
+            .await
+            .unwrap();
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
@@ -374,8 +378,8 @@ mod tests {
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         store
             .write(&[
-                span(1, None, "authorise", StatusCode::Unset),
-                span(2, Some(1), "<script>alert(1)</script>", StatusCode::Error),
+                span(1, None, "authorise", SpanStatus::Unset),
+                span(2, Some(1), "<script>alert(1)</script>", SpanStatus::Error),
             ])
             .unwrap();
         let app = router(QueryService::new(Arc::new(store)));
@@ -387,7 +391,10 @@ mod tests {
         assert!(html.contains("padding-left: 1.2em"));
         assert!(html.contains("class=\"row error\""));
         assert!(!html.contains("<script>alert(1)</script>"));
-        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;") || html.contains("&lt;script&gt;"));
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+                || html.contains("&lt;script&gt;")
+        );
         assert!(!html.contains("<img src=x"));
 
         let (status, html) = get(app.clone(), "/").await;
