@@ -153,7 +153,14 @@ impl Format {
 fn reply(format: Format, status: StatusCode, body: impl Message + serde::Serialize) -> Response {
     let bytes = match format {
         Format::Protobuf => body.encode_to_vec(),
-        Format::Json => serde_json::to_vec(&body).unwrap_or_default(),
+        // proto3 JSON leaves unset fields out (`{}` for full success).
+        Format::Json => {
+            let mut v = serde_json::to_value(&body).unwrap_or_default();
+            if let Some(map) = v.as_object_mut() {
+                map.retain(|_, x| !x.is_null());
+            }
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
     };
     let mut resp = (status, bytes).into_response();
     resp.headers_mut()
@@ -296,5 +303,106 @@ impl OtlpReceiver {
             .malformed
             .get_or_create(&Metrics::label(Protocol::OtlpHttp))
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{self, PipelineConfig};
+    use axum::body::Body;
+    use axum::http::Request;
+    use phosphor_store::{Store, StoreConfig};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    fn json_body() -> String {
+        serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708",
+            "name": "x", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}]}]}]})
+        .to_string()
+    }
+
+    async fn post(rx: &OtlpReceiver) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let resp = rx
+            .clone()
+            .http_router()
+            .oneshot(
+                Request::post("/v1/traces")
+                    .header("content-type", "application/json")
+                    .body(Body::from(json_body()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_a_retryable_refusal_on_both_transports() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let config = PipelineConfig {
+            queue_spans: 1,
+            ..PipelineConfig::default()
+        };
+        let (ingest, writer) = pipeline::start(store.clone(), config, Metrics::default());
+        let rx = OtlpReceiver::new(ingest.clone(), Limits::default(), 1 << 20);
+        ingest.hold(1);
+
+        let (status, headers, body) = post(&rx).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(body["code"], RPC_UNAVAILABLE);
+        assert!(body["message"].as_str().unwrap().contains("queue is full"));
+
+        let req: ExportTraceServiceRequest = serde_json::from_str(&json_body()).unwrap();
+        let err = TraceService::export(&rx, tonic::Request::new(req.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+
+        let m = ingest.metrics();
+        assert_eq!(
+            m.refused
+                .get_or_create(&Metrics::label(Protocol::OtlpHttp))
+                .get(),
+            1
+        );
+        assert_eq!(
+            m.refused
+                .get_or_create(&Metrics::label(Protocol::OtlpGrpc))
+                .get(),
+            1
+        );
+        assert_eq!(
+            m.accepted
+                .get_or_create(&Metrics::label(Protocol::OtlpGrpc))
+                .get(),
+            0
+        );
+
+        // Once there is room, the same request is taken and stored.
+        ingest.release(1);
+        let (status, _, body) = post(&rx).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, serde_json::json!({}));
+        let resp = TraceService::export(&rx, tonic::Request::new(req))
+            .await
+            .unwrap();
+        assert_eq!(resp.into_inner().partial_success, None);
+        let id = phosphor_store::model::TraceId::from_slice(&[
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        ])
+        .unwrap();
+        assert_eq!(store.trace(id).unwrap().len(), 2);
+        ingest.close();
+        writer.join();
     }
 }

@@ -244,6 +244,18 @@ impl Ingest {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+
+    /// Pretends `n` spans are waiting (tests of a full queue).
+    #[cfg(test)]
+    pub(crate) fn hold(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Undoes [`Ingest::hold`].
+    #[cfg(test)]
+    pub(crate) fn release(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]
@@ -305,13 +317,13 @@ mod tests {
             metrics.clone(),
         );
         // Hold the queue full by faking queued spans.
-        ingest.queued.fetch_add(2, Ordering::SeqCst);
+        ingest.hold(2);
         let r = ingest.submit(Protocol::PhosphorUdp, vec![frag(1), frag(2)]);
         assert_eq!(r, Err(Refusal::QueueFull));
         let label = Metrics::label(Protocol::PhosphorUdp);
         assert_eq!(metrics.dropped.get_or_create(&label).get(), 2);
         assert_eq!(metrics.accepted.get_or_create(&label).get(), 0);
-        ingest.queued.fetch_sub(2, Ordering::SeqCst);
+        ingest.release(2);
         ingest.close();
         writer.join();
     }

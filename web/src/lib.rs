@@ -188,6 +188,8 @@ struct SpanRow {
     color: String,
     left: String,
     width: String,
+    /// Places the duration label after the bar, or before it near the end.
+    label_style: String,
     duration: String,
     offset: String,
     error: bool,
@@ -232,7 +234,12 @@ fn trace_view(t: &Trace) -> TracePage {
         .enumerate()
         .map(|(i, n)| {
             let left = (n.start_ns - t.start_ns) as f64 / total * 100.0;
-            let width = n.duration_ns() as f64 / total * 100.0;
+            let width = (n.duration_ns() as f64 / total * 100.0).min(100.0 - left);
+            let label_style = if left + width < 80.0 {
+                format!("left: {}%", pct(left + width))
+            } else {
+                format!("right: {}%", pct(100.0 - left))
+            };
             let mut attributes: Vec<(String, String)> = n
                 .attributes
                 .iter()
@@ -251,7 +258,8 @@ fn trace_view(t: &Trace) -> TracePage {
                 service: n.service.clone(),
                 color: service_color(&n.service),
                 left: pct(left),
-                width: pct(width.min(100.0 - left)),
+                width: pct(width),
+                label_style,
                 duration: human_duration(n.duration_ns()),
                 offset: human_duration(n.start_ns - t.start_ns),
                 error: n.is_error(),
