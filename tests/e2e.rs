@@ -513,12 +513,7 @@ async fn every_protocol_round_trips_and_survives_a_restart() {
     );
 
     // The waterfall page renders the legacy trace.
-    let html = reqwest::get(s.url("/traces/legacy-e2e-trace"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = s.get_text("/traces/legacy-e2e-trace").await;
     assert!(
         html.contains("get-card") && html.contains("cards"),
         "{html}"
@@ -793,24 +788,8 @@ fn help_explains_every_option() {
 async fn serve_demo_plays_the_card_payment_system_over_udp_and_otlp() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("data"), &["--demo"]);
-    assert_eq!(
-        reqwest::get(s.url("/healthz"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "ok\n"
-    );
-    assert_eq!(
-        reqwest::get(s.url("/readyz"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "ready\n"
-    );
+    assert_eq!(s.get_text("/healthz").await, "ok\n");
+    assert_eq!(s.get_text("/readyz").await, "ready\n");
 
     // The demo alternates legacy UDP, batched UDP and OTLP/gRPC traces.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -858,12 +837,7 @@ async fn serve_demo_plays_the_card_payment_system_over_udp_and_otlp() {
     );
 
     // The UI lists them.
-    let html = reqwest::get(s.url("/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = s.get_text("/").await;
     assert!(html.contains("card-processing"), "{html}");
     s.stop();
 }

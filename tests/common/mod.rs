@@ -143,15 +143,20 @@ impl Server {
         }
     }
 
+    /// GET a page as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        reqwest::get(self.url(path))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    }
+
     /// The value of a metric sample line, e.g.
     /// `phosphor_collector_malformed_requests_total{protocol="udp"}`.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.get_text("/metrics").await;
         text.lines()
             .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0.0)
