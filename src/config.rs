@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -54,6 +55,13 @@ pub struct ServeArgs {
     /// OTLP/HTTP POST /v1/traces [default: 127.0.0.1:4318].
     #[arg(long, env = "PHOSPHOR_OTLP_HTTP_ADDR", value_name = "HOST:PORT")]
     pub otlp_http_addr: Option<SocketAddr>,
+    /// How long traces are kept, e.g. 7d, 36h; older data is dropped a whole
+    /// time partition at a time, giving its disk space back [default: 7d].
+    #[arg(long, env = "PHOSPHOR_RETENTION", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
+    /// RocksDB block cache size in bytes [default: 67108864].
+    #[arg(long, env = "PHOSPHOR_BLOCK_CACHE_BYTES", value_name = "BYTES")]
+    pub block_cache_bytes: Option<usize>,
     /// Also run the demo traffic generator against this server.
     #[arg(long, env = "PHOSPHOR_DEMO")]
     pub demo: bool,
@@ -108,6 +116,11 @@ pub struct FileConfig {
     pub otlp_grpc_addr: Option<SocketAddr>,
     /// See `--otlp-http-addr`.
     pub otlp_http_addr: Option<SocketAddr>,
+    /// See `--retention` (a string such as "7d").
+    #[serde(default, deserialize_with = "de_duration")]
+    pub retention: Option<Duration>,
+    /// See `--block-cache-bytes`.
+    pub block_cache_bytes: Option<usize>,
     /// See `--demo`.
     pub demo: Option<bool>,
     /// See `--queue-spans`.
@@ -128,11 +141,29 @@ pub struct Config {
     pub udp_addr: SocketAddr,
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
+    pub retention: Duration,
+    pub block_cache_bytes: usize,
     pub demo: bool,
     pub queue_spans: usize,
     pub max_request_bytes: usize,
     pub sync_writes: bool,
     pub log: String,
+}
+
+/// Parses `7d`, `36h`, `90m`, `1h 30m` (humantime's syntax).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d < Duration::from_secs(60) {
+        return Err(format!("{s:?}: retention must be at least a minute"));
+    }
+    Ok(d)
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -168,6 +199,14 @@ impl Config {
                 .otlp_http_addr
                 .or(file.otlp_http_addr)
                 .unwrap_or_else(|| addr("127.0.0.1:4318")),
+            retention: args
+                .retention
+                .or(file.retention)
+                .unwrap_or(Duration::from_secs(7 * 86_400)),
+            block_cache_bytes: args
+                .block_cache_bytes
+                .or(file.block_cache_bytes)
+                .unwrap_or(64 << 20),
             demo: args.demo || file.demo.unwrap_or(false),
             queue_spans: args.queue_spans.or(file.queue_spans).unwrap_or(200_000),
             max_request_bytes: args
@@ -196,7 +235,7 @@ mod tests {
         let path = dir.path().join("phosphor.toml");
         std::fs::write(
             &path,
-            "data_dir = \"/from/file\"\nudp_addr = \"127.0.0.1:9999\"\nsync_writes = true\n",
+            "data_dir = \"/from/file\"\nudp_addr = \"127.0.0.1:9999\"\nsync_writes = true\nretention = \"36h\"\n",
         )
         .unwrap();
         let cli = Cli::try_parse_from([
@@ -215,7 +254,9 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(c.udp_addr, addr("127.0.0.1:9999"));
         assert!(c.sync_writes);
+        assert_eq!(c.retention, Duration::from_secs(36 * 3_600));
         assert_eq!(c.http_addr, addr("127.0.0.1:7750"));
+        assert_eq!(c.block_cache_bytes, 64 << 20);
     }
 
     #[test]

@@ -84,14 +84,20 @@ async fn wait_for_signal() {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store_config = StoreConfig {
         sync_writes: config.sync_writes,
-        ..StoreConfig::default()
+        block_cache_bytes: config.block_cache_bytes,
+        retention: config.retention,
+        partition: StoreConfig::partition_for(config.retention),
     };
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, &store_config))
         .await?
         .with_context(|| format!("opening the trace store in {}", config.data_dir.display()))?;
     let store = Arc::new(store);
-    tracing::info!(data_dir = %config.data_dir.display(), "trace store open");
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        retention = %humantime::format_duration(config.retention),
+        "trace store open"
+    );
 
     let metrics = Metrics::default();
     let mut registry = Registry::default();
@@ -185,6 +191,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(url = %ui, "phosphor is ready");
     println!("phosphor UI: {ui}");
 
+    // Retention: expired partitions are dropped once a minute.
+    let expiry = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let store = store.clone();
+                match tokio::task::spawn_blocking(move || store.expire()).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::info!(partitions = n, "retention dropped old data"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+                    Err(e) => tracing::error!(error = %e, "retention task failed"),
+                }
+            }
+        })
+    };
+
     let demo = config.demo.then(|| {
         tokio::spawn(crate::demo::run(crate::demo::Target {
             udp_addr,
@@ -203,6 +227,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(d) = demo {
         d.abort();
     }
+    expiry.abort();
     let _ = stop_tx.send(true);
     let drain = async { while servers.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(10), drain)

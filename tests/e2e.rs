@@ -778,6 +778,8 @@ fn help_explains_every_option() {
         "--queue-spans",
         "--max-request-bytes",
         "--sync-writes",
+        "--retention",
+        "--block-cache-bytes",
         "PHOSPHOR_DATA_DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
@@ -794,7 +796,7 @@ async fn serve_demo_plays_the_card_payment_system_over_udp_and_otlp() {
     // The demo alternates legacy UDP, batched UDP and OTLP/gRPC traces.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let recent = loop {
-        let (_, body) = s.get_json("/api/v1/recent?limit=50").await;
+        let (_, body) = s.get_json("/api/v1/search?lookback=1h&limit=50").await;
         let list = body["data"].as_array().unwrap().clone();
         if list.len() >= 4 {
             // Let the traces listed finish arriving (UDP is asynchronous).
@@ -807,16 +809,20 @@ async fn serve_demo_plays_the_card_payment_system_over_udp_and_otlp() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    assert!(recent.iter().any(|t| {
-        t["legacyTraceId"]
-            .as_str()
-            .is_some_and(|l| l.starts_with("payment-"))
-    }));
     let mut protocols = std::collections::HashSet::new();
+    let mut legacy_ids = 0;
     for summary in &recent {
         let id = summary["traceId"].as_str().unwrap();
         let (code, t) = s.get_json(&format!("/api/v1/traces/{id}")).await;
         assert_eq!(code, 200);
+        assert_eq!(summary["spanCount"], t["spanCount"], "summary of {id}");
+        assert_eq!(summary["errorCount"], t["errorCount"], "summary of {id}");
+        if t["legacyTraceId"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("payment-"))
+        {
+            legacy_ids += 1;
+        }
         let services: Vec<&str> = t["services"]
             .as_array()
             .unwrap()
@@ -835,6 +841,7 @@ async fn serve_demo_plays_the_card_payment_system_over_udp_and_otlp() {
         protocols.contains("udp") && protocols.contains("otlp_grpc"),
         "{protocols:?}"
     );
+    assert!(legacy_ids > 0, "no legacy string trace IDs");
 
     // The UI lists them.
     let html = s.get_text("/").await;

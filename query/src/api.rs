@@ -8,13 +8,13 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::assemble::{Node, Trace, attributes_json};
-use crate::{Error, QueryService, TraceSummary};
+use crate::{Error, QueryService, TraceSummary, params};
 
 /// An API error: a status and a message safe to show.
 #[derive(Debug)]
@@ -68,9 +68,13 @@ impl IntoResponse for ApiError {
 pub fn router(query: QueryService) -> Router {
     Router::new()
         .route("/api/v1/traces/{id}", get(get_trace))
-        .route("/api/v1/recent", get(get_recent))
+        .route("/api/v1/traces/{id}/pin", post(pin).delete(unpin))
+        .route("/api/v1/search", get(get_search))
         .route("/api/v1/services", get(get_services))
         .route("/api/v1/services/{service}/operations", get(get_operations))
+        .route("/api/v1/attributes", get(get_attributes))
+        .route("/api/v1/attributes/{key}/values", get(get_attribute_values))
+        .route("/api/v1/dependencies", get(get_dependencies))
         .route("/api/v1/{*rest}", get(unknown_route))
         .with_state(query)
 }
@@ -185,14 +189,17 @@ pub struct TraceJson {
     pub error_count: usize,
     pub services: Vec<String>,
     pub warnings: Vec<String>,
+    /// Kept past retention (see `POST /api/v1/traces/{id}/pin`).
+    pub pinned: bool,
     /// Depth-first order; `parentIndex` and `children` index this list.
     pub spans: Vec<SpanJson>,
 }
 
 impl TraceJson {
     /// The JSON form of an assembled trace.
-    pub fn of(t: &Trace) -> TraceJson {
+    pub fn of(t: &Trace, pinned: bool) -> TraceJson {
         TraceJson {
+            pinned,
             trace_id: t.trace_id.to_hex(),
             legacy_trace_id: t.legacy_id.clone(),
             start_time: us(t.start_ns),
@@ -216,29 +223,35 @@ impl TraceJson {
 #[serde(rename_all = "camelCase")]
 pub struct SummaryJson {
     pub trace_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub legacy_trace_id: Option<String>,
     pub root_service: String,
     pub root_name: String,
     pub start_time: u64,
     pub duration: u64,
-    pub span_count: usize,
-    pub error_count: usize,
-    pub services: Vec<String>,
+    pub span_count: u64,
+    pub error_count: u64,
+    pub services: Vec<serde_json::Value>,
+    /// The span that matched every span filter of the search.
+    pub matched_span_id: String,
+    pub matched_span_start_time: u64,
 }
 
 impl From<&TraceSummary> for SummaryJson {
     fn from(s: &TraceSummary) -> SummaryJson {
         SummaryJson {
             trace_id: s.trace_id.to_hex(),
-            legacy_trace_id: s.legacy_id.clone(),
             root_service: s.root_service.clone(),
             root_name: s.root_name.clone(),
-            start_time: us(s.start_ns),
-            duration: us(s.duration_ns),
+            start_time: s.start_us,
+            duration: s.duration_us,
             span_count: s.span_count,
             error_count: s.error_count,
-            services: s.services.clone(),
+            services: s
+                .services
+                .iter()
+                .map(|(name, n)| json!({"name": name, "spanCount": n}))
+                .collect(),
+            matched_span_id: s.matched_span.to_hex(),
+            matched_span_start_time: s.matched_span_start_us,
         }
     }
 }
@@ -248,32 +261,119 @@ async fn get_trace(
     Path(id): Path<String>,
 ) -> Result<Json<TraceJson>, ApiError> {
     let t = q.trace(&id).await?;
-    Ok(Json(TraceJson::of(&t)))
+    let pinned = q.is_pinned(t.trace_id).await?;
+    Ok(Json(TraceJson::of(&t, pinned)))
 }
 
-/// Query string of `/api/v1/recent`.
-#[derive(Debug, Deserialize)]
-struct RecentParams {
-    limit: Option<usize>,
-}
-
-/// Largest `limit` a list request may ask for.
-pub const MAX_LIMIT: usize = 1_000;
-
-async fn get_recent(
+async fn pin(
     State(q): State<QueryService>,
-    params: Result<Query<RecentParams>, axum::extract::rejection::QueryRejection>,
+    Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = p.limit.unwrap_or(20);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
+    q.set_pinned(&id, true).await?;
+    Ok(Json(json!({"traceId": id, "pinned": true})))
+}
+
+async fn unpin(
+    State(q): State<QueryService>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    q.set_pinned(&id, false).await.map_err(|e| match e {
+        Error::TraceNotFound(_) => ApiError::not_found(format!("trace {id} is not pinned")),
+        e => e.into(),
+    })?;
+    Ok(Json(json!({"traceId": id, "pinned": false})))
+}
+
+type Pairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+
+fn pairs(p: Pairs) -> Result<Vec<(String, String)>, ApiError> {
+    p.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+async fn get_search(
+    State(q): State<QueryService>,
+    p: Pairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = params::search(&pairs(p)?, q.now_us()).map_err(ApiError::bad_request)?;
+    let limit = query.limit;
+    let hits = q.search(query).await?;
+    let data: Vec<SummaryJson> = hits.iter().map(SummaryJson::from).collect();
+    Ok(Json(json!({ "data": data, "limit": limit })))
+}
+
+async fn get_attributes(
+    State(q): State<QueryService>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(json!({ "data": q.attribute_keys().await? })))
+}
+
+async fn get_attribute_values(
+    State(q): State<QueryService>,
+    Path(key): Path<String>,
+    p: Pairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut limit = 100;
+    for (k, v) in pairs(p)? {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=params::MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("limit must be 1 to {}", params::MAX_LIMIT))
+                    })?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?} (limit)"
+                )));
+            }
+        }
     }
-    let list = q.recent(limit).await?;
-    let data: Vec<SummaryJson> = list.iter().map(SummaryJson::from).collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(
+        json!({ "data": q.attribute_values(&key, limit).await? }),
+    ))
+}
+
+/// Default range of `/api/v1/dependencies`.
+const DEPENDENCY_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+async fn get_dependencies(
+    State(q): State<QueryService>,
+    p: Pairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (mut start, mut end, mut lookback) = (None, None, None);
+    for (k, v) in pairs(p)? {
+        let bad = ApiError::bad_request;
+        match k.as_str() {
+            "start" => start = Some(params::time_us(&v).map_err(bad)?),
+            "end" => end = Some(params::time_us(&v).map_err(bad)?),
+            "lookback" => lookback = Some(params::duration(&v).map_err(bad)?),
+            other => {
+                return Err(bad(format!(
+                    "unknown parameter {other:?} (start, end, lookback)"
+                )));
+            }
+        }
+    }
+    let end = end.unwrap_or_else(|| q.now_us() + 1);
+    let start = start.unwrap_or_else(|| {
+        end.saturating_sub(lookback.unwrap_or(DEPENDENCY_LOOKBACK).as_micros() as u64)
+    });
+    if start > end {
+        return Err(ApiError::bad_request("start is after end"));
+    }
+    let deps = q.dependencies(start, end).await?;
+    let data: Vec<_> = deps
+        .iter()
+        .map(|d| {
+            json!({"caller": d.caller, "callee": d.callee,
+                   "callCount": d.calls, "errorCount": d.errors})
+        })
+        .collect();
+    Ok(Json(json!({ "data": data, "start": start, "end": end })))
 }
 
 async fn get_services(State(q): State<QueryService>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -338,9 +438,15 @@ mod tests {
         (dir, QueryService::new(Arc::new(store)))
     }
 
-    async fn get(q: &QueryService, uri: &str) -> (StatusCode, serde_json::Value) {
+    async fn call(q: &QueryService, method: &str, uri: &str) -> (StatusCode, serde_json::Value) {
         let resp = router(q.clone())
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let status = resp.status();
@@ -348,6 +454,10 @@ mod tests {
             .await
             .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    async fn get(q: &QueryService, uri: &str) -> (StatusCode, serde_json::Value) {
+        call(q, "GET", uri).await
     }
 
     #[tokio::test]
@@ -402,7 +512,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn services_operations_and_recent() {
+    async fn services_operations_search_attributes_dependencies() {
         let (_dir, q) = store_with_trace();
         let (_, body) = get(&q, "/api/v1/services").await;
         assert_eq!(body["data"], json!(["api"]));
@@ -413,10 +523,75 @@ mod tests {
         );
         let (status, _) = get(&q, "/api/v1/services/nope/operations").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        let (_, body) = get(&q, "/api/v1/recent?limit=5").await;
-        assert_eq!(body["data"][0]["rootName"], "authorise");
-        assert_eq!(body["data"][0]["legacyTraceId"], "legacy-trace-<1>");
-        let (status, body) = get(&q, "/api/v1/recent?limit=abc").await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+        let (status, body) = get(&q, "/api/v1/search?start=0&service=api&limit=5").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let hit = &body["data"][0];
+        assert_eq!(hit["rootName"], "authorise");
+        assert_eq!(hit["rootService"], "api");
+        assert_eq!(
+            (hit["startTime"].as_u64(), hit["duration"].as_u64()),
+            (Some(1_000), Some(2_000))
+        );
+        assert_eq!(hit["spanCount"], 1);
+        assert_eq!(hit["services"], json!([{"name": "api", "spanCount": 1}]));
+        assert_eq!(hit["matchedSpanId"], "0101010101010101");
+        let (_, body) = get(&q, "/api/v1/search?start=0&service=cards").await;
+        assert_eq!(body["data"], json!([]));
+        let (_, body) = get(&q, "/api/v1/search?start=0&attr=peer.service%3Dcard-api").await;
+        assert_eq!(body["data"].as_array().unwrap().len(), 1, "{body}");
+        for bad in [
+            "limit=abc",
+            "colour=red",
+            "minDuration=fast",
+            "attr=novalue",
+        ] {
+            let (status, body) = get(&q, &format!("/api/v1/search?{bad}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+            assert!(body["error"]["message"].as_str().unwrap().len() > 5);
+        }
+
+        let (_, body) = get(&q, "/api/v1/attributes").await;
+        assert!(
+            body["data"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("operation")),
+            "{body}"
+        );
+        let (_, body) = get(&q, "/api/v1/attributes/operation/values").await;
+        assert_eq!(body["data"], json!(["authorise"]));
+        let (_, body) = get(&q, "/api/v1/dependencies?start=0").await;
+        assert_eq!(
+            body["data"],
+            json!([{"caller": "api", "callee": "card-api", "callCount": 1, "errorCount": 0}])
+        );
+    }
+
+    #[tokio::test]
+    async fn pinning_through_the_api() {
+        let (_dir, q) = store_with_trace();
+        let id = "legacy-trace-%3C1%3E";
+        let (status, body) = call(&q, "POST", &format!("/api/v1/traces/{id}/pin")).await;
+        assert_eq!(
+            (status, &body["pinned"]),
+            (StatusCode::OK, &json!(true)),
+            "{body}"
+        );
+        let (_, body) = get(&q, &format!("/api/v1/traces/{id}")).await;
+        assert_eq!(body["pinned"], true);
+        let (status, _) = call(&q, "DELETE", &format!("/api/v1/traces/{id}/pin")).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, body) = get(&q, &format!("/api/v1/traces/{id}")).await;
+        assert_eq!(body["pinned"], false);
+        let (status, body) = call(&q, "DELETE", &format!("/api/v1/traces/{id}/pin")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, _) = call(
+            &q,
+            "POST",
+            "/api/v1/traces/ffffffffffffffffffffffffffffffff/pin",
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }

@@ -9,13 +9,19 @@
 
 pub mod api;
 pub mod assemble;
+pub mod params;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use phosphor_store::model::TraceId;
-use phosphor_store::{Operation, Store};
+use phosphor_store::model::{SpanId, TraceId};
+use phosphor_store::{Dependency, Operation, SearchHit, SearchQuery, Store};
 
 pub use assemble::{Node, Trace};
+
+/// How far in the future (by this server's clock) a span may start and
+/// still be found by a search that ends "now".
+pub const FUTURE_SLACK_US: u64 = 5 * 60 * 1_000_000;
 
 /// What a query can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -33,33 +39,38 @@ pub enum Error {
 /// The query crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A short description of a trace, for lists.
+/// A short description of a trace, for lists: a search hit with its
+/// stored summary (never the whole trace).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceSummary {
     pub trace_id: TraceId,
-    pub legacy_id: Option<String>,
     pub root_service: String,
     pub root_name: String,
-    pub start_ns: u64,
-    pub duration_ns: u64,
-    pub span_count: usize,
-    pub error_count: usize,
-    pub services: Vec<String>,
+    pub start_us: u64,
+    pub duration_us: u64,
+    pub span_count: u64,
+    pub error_count: u64,
+    /// Services with their span counts.
+    pub services: Vec<(String, u64)>,
+    /// The span that matched the search.
+    pub matched_span: SpanId,
+    pub matched_span_start_us: u64,
 }
 
-impl TraceSummary {
-    fn of(t: &Trace) -> TraceSummary {
-        let root = t.spans.iter().find(|n| !n.placeholder).or(t.root());
+impl From<SearchHit> for TraceSummary {
+    fn from(h: SearchHit) -> TraceSummary {
+        let root = h.summary.root.clone();
         TraceSummary {
-            trace_id: t.trace_id,
-            legacy_id: t.legacy_id.clone(),
-            root_service: root.map(|r| r.service.clone()).unwrap_or_default(),
-            root_name: root.map(|r| r.name.clone()).unwrap_or_default(),
-            start_ns: t.start_ns,
-            duration_ns: t.duration_ns(),
-            span_count: t.spans.iter().filter(|n| !n.placeholder).count(),
-            error_count: t.error_count(),
-            services: t.services().into_iter().map(str::to_string).collect(),
+            trace_id: h.trace_id,
+            root_service: root.as_ref().map(|r| r.service.clone()).unwrap_or_default(),
+            root_name: root.map(|r| r.name).unwrap_or_default(),
+            start_us: h.summary.start_us.min(h.span_start_us),
+            duration_us: h.summary.duration_us(),
+            span_count: h.summary.spans,
+            error_count: h.summary.errors,
+            services: h.summary.services,
+            matched_span: h.span_id,
+            matched_span_start_us: h.span_start_us,
         }
     }
 }
@@ -101,17 +112,81 @@ impl QueryService {
         .await
     }
 
-    /// The most recently written traces, newest first.
-    pub async fn recent(&self, limit: usize) -> Result<Vec<TraceSummary>> {
+    /// Traces with a span matching `q`, newest first.
+    pub async fn search(&self, q: SearchQuery) -> Result<Vec<TraceSummary>> {
         self.blocking(move |store| {
-            let mut out = Vec::new();
-            for id in store.recent_traces(limit)? {
-                let t = assemble::assemble(id, store.trace(id)?);
-                out.push(TraceSummary::of(&t));
-            }
-            Ok(out)
+            Ok(store
+                .search(&q)?
+                .into_iter()
+                .map(TraceSummary::from)
+                .collect())
         })
         .await
+    }
+
+    /// The newest traces of the last `lookback`, at most `limit`.
+    pub async fn recent(&self, lookback: Duration, limit: usize) -> Result<Vec<TraceSummary>> {
+        let now = self.now_us();
+        self.search(SearchQuery {
+            start_us: now.saturating_sub(lookback.as_micros() as u64),
+            end_us: now + FUTURE_SLACK_US,
+            limit,
+            ..SearchQuery::default()
+        })
+        .await
+    }
+
+    /// Now, by the store's clock (Unix microseconds).
+    pub fn now_us(&self) -> u64 {
+        self.store.now_us()
+    }
+
+    /// How long the store keeps data.
+    pub fn retention(&self) -> Duration {
+        self.store.config().retention
+    }
+
+    /// Known attribute keys.
+    pub async fn attribute_keys(&self) -> Result<Vec<String>> {
+        self.blocking(|store| Ok(store.attribute_keys()?)).await
+    }
+
+    /// Recent values of an attribute key.
+    pub async fn attribute_values(&self, key: &str, limit: usize) -> Result<Vec<String>> {
+        let key = key.to_string();
+        self.blocking(move |store| Ok(store.attribute_values(&key, limit)?))
+            .await
+    }
+
+    /// Service dependency edges over `[start_us, end_us)`.
+    pub async fn dependencies(&self, start_us: u64, end_us: u64) -> Result<Vec<Dependency>> {
+        self.blocking(move |store| Ok(store.dependencies(start_us, end_us)?))
+            .await
+    }
+
+    /// Pins (`true`) or unpins a trace; `TraceNotFound` when there is
+    /// nothing to pin or unpin.
+    pub async fn set_pinned(&self, id: &str, pinned: bool) -> Result<()> {
+        let (trace_id, _) = TraceId::parse(id)?;
+        let id = id.to_string();
+        self.blocking(move |store| {
+            let done = if pinned {
+                store.pin(trace_id)?
+            } else {
+                store.unpin(trace_id)?
+            };
+            if done {
+                Ok(())
+            } else {
+                Err(Error::TraceNotFound(id))
+            }
+        })
+        .await
+    }
+
+    /// Whether a trace is pinned.
+    pub async fn is_pinned(&self, id: TraceId) -> Result<bool> {
+        self.blocking(move |store| Ok(store.is_pinned(id)?)).await
     }
 
     /// Known services.

@@ -5,18 +5,171 @@
 //! never sorts into the middle of a longer one's range. Every `decode_*`
 //! checks length and prefix.
 
-use crate::model::{SpanKind, TraceId};
+use crate::model::{SpanId, SpanKind, TraceId};
 
+// First bytes of the keys in a partition's index column family.
+
+/// Every indexed span: `0x00 | suffix`, value [`SpanFacts`].
+pub const IDX_SPAN: u8 = 0x00;
+/// `0x01 | service | suffix`.
+pub const IDX_SERVICE: u8 = 0x01;
+/// `0x02 | service | operation | suffix`.
+pub const IDX_SERVICE_OPERATION: u8 = 0x02;
+/// `0x03 | key | value | suffix`: span, resource and event attributes.
+pub const IDX_ATTRIBUTE: u8 = 0x03;
+/// `0x04 | suffix`: spans whose status is error.
+pub const IDX_ERROR: u8 = 0x04;
+/// `0x05 | operation | suffix`: operation without a service.
+pub const IDX_OPERATION: u8 = 0x05;
 /// Prefix byte of a service entry in the catalog.
-pub const CATALOG_SERVICE: u8 = 0x01;
+pub const CATALOG_SERVICE: u8 = 0x10;
 /// Prefix byte of an operation entry in the catalog.
-pub const CATALOG_OPERATION: u8 = 0x02;
+pub const CATALOG_OPERATION: u8 = 0x11;
+/// `0x12 | key`: an attribute key seen.
+pub const CATALOG_ATTR_KEY: u8 = 0x12;
+/// `0x13 | key | value`: an attribute value seen.
+pub const CATALOG_ATTR_VALUE: u8 = 0x13;
+/// `0x20 | bucket start (8) | caller | callee`: merged call and error
+/// counts.
+pub const DEPENDENCY: u8 = 0x20;
+/// `0x30 | trace_id`: the merged trace summary.
+pub const SUMMARY: u8 = 0x30;
+
+/// Length of the suffix every search index key ends with.
+pub const SUFFIX_LEN: usize = 32;
+
+/// `u64::MAX - start (8) | trace_id (16) | span_id (8)`: index keys sort
+/// newest span first, and the same span has the same suffix in every index,
+/// so one index's candidate is checked in another by a point lookup.
+pub fn suffix(start_us: u64, trace: TraceId, span: SpanId) -> [u8; SUFFIX_LEN] {
+    let mut k = [0u8; SUFFIX_LEN];
+    k[..8].copy_from_slice(&(u64::MAX - start_us).to_be_bytes());
+    k[8..24].copy_from_slice(&trace.0);
+    k[24..].copy_from_slice(&span.0);
+    k
+}
+
+/// The suffix of `start_us` for seeking: every key of spans that started at
+/// or before `start_us` sorts at or after it.
+pub fn suffix_from(start_us: u64) -> [u8; 8] {
+    (u64::MAX - start_us).to_be_bytes()
+}
+
+/// Inverse of [`suffix`], from the end of an index key.
+pub fn decode_suffix(key: &[u8]) -> Option<(u64, TraceId, SpanId)> {
+    let s = key.get(key.len().checked_sub(SUFFIX_LEN)?..)?;
+    let inv = u64::from_be_bytes(s[..8].try_into().ok()?);
+    Some((
+        u64::MAX - inv,
+        TraceId(s[8..24].try_into().ok()?),
+        SpanId(s[24..].try_into().ok()?),
+    ))
+}
+
+/// What the span index keeps of a span, to check duration, kind and status
+/// without reading the span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanFacts {
+    /// Microseconds; `None` while the span's end has not arrived.
+    pub duration_us: Option<u64>,
+    pub kind: SpanKind,
+    pub error: bool,
+}
+
+impl SpanFacts {
+    /// Ten bytes: duration (u64::MAX for unknown), kind, error.
+    pub fn encode(&self) -> [u8; 10] {
+        let mut v = [0u8; 10];
+        v[..8].copy_from_slice(&self.duration_us.unwrap_or(u64::MAX).to_be_bytes());
+        v[8] = self.kind.as_u8();
+        v[9] = u8::from(self.error);
+        v
+    }
+
+    /// Inverse of [`SpanFacts::encode`].
+    pub fn decode(v: &[u8]) -> Option<SpanFacts> {
+        let v: &[u8; 10] = v.try_into().ok()?;
+        let d = u64::from_be_bytes(v[..8].try_into().ok()?);
+        Some(SpanFacts {
+            duration_us: (d != u64::MAX).then_some(d),
+            kind: SpanKind::from_u8(v[8]),
+            error: v[9] != 0,
+        })
+    }
+}
+
+/// An index key: tag, length-prefixed fields, then (if given) the suffix.
+pub fn index_key(tag: u8, fields: &[&str], suffix: &[u8]) -> Vec<u8> {
+    let mut k =
+        Vec::with_capacity(1 + fields.iter().map(|f| f.len() + 2).sum::<usize>() + suffix.len());
+    k.push(tag);
+    for f in fields {
+        push_str(&mut k, f);
+    }
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// `0x30 | trace_id`.
+pub fn summary_key(trace: TraceId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = SUMMARY;
+    k[1..].copy_from_slice(&trace.0);
+    k
+}
+
+/// `0x20 | bucket | caller | callee`.
+pub fn dependency_key(bucket_us: u64, caller: &str, callee: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13 + caller.len() + callee.len());
+    k.push(DEPENDENCY);
+    k.extend_from_slice(&bucket_us.to_be_bytes());
+    push_str(&mut k, caller);
+    push_str(&mut k, callee);
+    k
+}
+
+/// Inverse of [`dependency_key`].
+pub fn decode_dependency_key(k: &[u8]) -> Option<(u64, &str, &str)> {
+    match k.split_first()? {
+        (&DEPENDENCY, rest) => {
+            let bucket = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+            let (caller, rest) = take_str(&rest[8..])?;
+            match take_str(rest)? {
+                (callee, []) => Some((bucket, caller, callee)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Inverse of [`index_key`] for a catalog key with `n` string fields.
+pub fn decode_fields(k: &[u8], tag: u8, n: usize) -> Option<Vec<&str>> {
+    let (&t, mut rest) = k.split_first()?;
+    if t != tag {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (s, r) = take_str(rest)?;
+        out.push(s);
+        rest = r;
+    }
+    rest.is_empty().then_some(out)
+}
 
 /// Key of the store's format version in the meta column family.
 pub const META_FORMAT: &[u8] = b"format";
 
 /// Length of the trace ID prefix shared by all of a trace's fragment keys.
 pub const TRACE_PREFIX_LEN: usize = 16;
+
+/// Key of a pin marker in the meta column family: `pin | trace_id`.
+pub fn pin_key(trace: TraceId) -> Vec<u8> {
+    let mut k = b"pin".to_vec();
+    k.extend_from_slice(&trace.0);
+    k
+}
 
 /// `trace_id (16) | seq (8)`: all fragments of a trace under one prefix, in
 /// write order.
@@ -35,24 +188,6 @@ pub fn decode_fragment_key(k: &[u8]) -> Option<(TraceId, u64)> {
     let trace = TraceId(k[..16].try_into().ok()?);
     let seq = u64::from_be_bytes(k[16..].try_into().ok()?);
     Some((trace, seq))
-}
-
-/// `seq (8) | trace_id (16)`: read backwards for the most recently written
-/// traces.
-pub fn recent_key(seq: u64, trace: TraceId) -> [u8; 24] {
-    let mut k = [0u8; 24];
-    k[..8].copy_from_slice(&seq.to_be_bytes());
-    k[8..].copy_from_slice(&trace.0);
-    k
-}
-
-/// Inverse of [`recent_key`].
-pub fn decode_recent_key(k: &[u8]) -> Option<(u64, TraceId)> {
-    if k.len() != 24 {
-        return None;
-    }
-    let seq = u64::from_be_bytes(k[..8].try_into().ok()?);
-    Some((seq, TraceId(k[8..].try_into().ok()?)))
 }
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
@@ -147,19 +282,6 @@ mod tests {
     }
 
     #[test]
-    fn recent_keys_sort_by_seq() {
-        let keys = [
-            recent_key(1, TraceId([9; 16])),
-            recent_key(2, TraceId([1; 16])),
-            recent_key(1 << 40, TraceId([0; 16])),
-        ];
-        let mut sorted = keys;
-        sorted.sort();
-        assert_eq!(sorted, keys);
-        assert_eq!(decode_recent_key(&keys[1]), Some((2, TraceId([1; 16]))));
-    }
-
-    #[test]
     fn catalog_keys_group_by_service_and_never_interleave() {
         // Length-prefixed names sort shorter first, so "card" never sorts
         // inside "card-api"'s range, nor one service's operations between
@@ -186,6 +308,55 @@ mod tests {
         );
         assert_eq!(decode_service_key(&keys[4]), None);
         assert_eq!(decode_operation_key(&keys[4][..5]), None);
+    }
+
+    #[test]
+    fn index_suffixes_sort_newest_first_and_round_trip() {
+        let t = TraceId([3; 16]);
+        let newer = index_key(IDX_SERVICE, &["api"], &suffix(2_000, t, SpanId([1; 8])));
+        let older = index_key(IDX_SERVICE, &["api"], &suffix(1_000, t, SpanId([1; 8])));
+        let other = index_key(IDX_SERVICE, &["apis"], &suffix(3_000, t, SpanId([1; 8])));
+        assert!(newer < older && older < other);
+        assert_eq!(decode_suffix(&older), Some((1_000, t, SpanId([1; 8]))));
+        // Seeking from a time lands before every span that started then or
+        // earlier.
+        let mut seek = index_key(IDX_SERVICE, &["api"], &[]);
+        seek.extend_from_slice(&suffix_from(1_500));
+        assert!(newer < seek && seek < older);
+    }
+
+    #[test]
+    fn span_facts_round_trip() {
+        for f in [
+            SpanFacts {
+                duration_us: Some(1_234),
+                kind: SpanKind::Client,
+                error: true,
+            },
+            SpanFacts {
+                duration_us: None,
+                kind: SpanKind::Server,
+                error: false,
+            },
+        ] {
+            assert_eq!(SpanFacts::decode(&f.encode()), Some(f));
+        }
+        assert_eq!(SpanFacts::decode(&[0; 3]), None);
+    }
+
+    #[test]
+    fn dependency_keys_sort_by_bucket_and_round_trip() {
+        let a = dependency_key(10, "api", "card-api");
+        let b = dependency_key(11, "a", "b");
+        assert!(a < b);
+        assert_eq!(decode_dependency_key(&a), Some((10, "api", "card-api")));
+        assert_eq!(decode_dependency_key(&a[..12]), None);
+        let k = index_key(CATALOG_ATTR_VALUE, &["http.method", "GET"], &[]);
+        assert_eq!(
+            decode_fields(&k, CATALOG_ATTR_VALUE, 2),
+            Some(vec!["http.method", "GET"])
+        );
+        assert_eq!(decode_fields(&k, CATALOG_ATTR_KEY, 2), None);
     }
 
     #[test]

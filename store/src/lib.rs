@@ -5,42 +5,102 @@
 //! - [`keys`]: every key layout (big-endian, length-prefixed; byte order is
 //!   sort order, tested).
 //! - [`cf`]: column-family names.
-//! - [`Store`]: open, write a batch of fragments, read a trace, the catalog.
+//! - [`summary`]: trace summaries and dependency counters, kept by a merge
+//!   operator.
+//! - `index`: the index, catalog, summary and dependency writes of a batch.
+//! - [`search`]: span-level search over the indexes.
+//! - [`Store`]: open, write, read a trace, search, catalog, retention, pins.
 //!
 //! Invariants:
-//! - A trace's fragments live under one 16-byte prefix (its trace ID) in the
-//!   `spans` column family, so reading a trace is one prefix seek, helped by
-//!   a prefix bloom filter.
+//! - Data is partitioned by write time: partition `p` is the column families
+//!   `spans-p` and `index-p`. Retention drops whole partitions, which gives
+//!   their disk space back without rewriting live data.
+//! - A trace's fragments live under one 16-byte prefix (its trace ID) in each
+//!   partition's `spans` column family, so reading a trace is one prefix
+//!   seek per partition, helped by a prefix bloom filter.
 //! - Fragments are kept as they arrive (one record per trace per write
 //!   batch) and merged on read, so arrival order does not matter.
-//! - The catalog (services, operations) is its own small keyspace, loaded
-//!   at open without touching the spans.
-//! - A write returns once the batch is in the write-ahead log.
+//! - Index keys end with the same 32-byte suffix (newest first, trace, span)
+//!   in every index, so a candidate from one index is checked in another by
+//!   a point lookup.
+//! - The catalog (services, operations, attribute keys and values) lives in
+//!   each partition's small catalog keyspace, read at open without touching
+//!   spans, and expires with its partition.
+//! - A write returns once its batch is in the write-ahead log.
 
 pub mod cf;
 mod error;
+mod index;
 pub mod keys;
 pub mod model;
+pub mod search;
+pub mod summary;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
-    Options, SliceTransform, WriteBatch, WriteOptions,
+    BlockBasedOptions, BoundColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    DBWithThreadMode, MultiThreaded, Options, SliceTransform, WriteBatch, WriteOptions,
 };
 
 pub use error::{Error, Result};
-use model::{Fragment, SpanId, SpanKind, TraceId};
+pub use index::{DEPENDENCY_BUCKET_US, MAX_CATALOG_VALUE, MAX_INDEXED_VALUE};
+use model::{Fragment, SpanKind, TraceId};
+pub use search::{SearchHit, SearchQuery};
+pub use summary::Summary;
+
+type Db = DBWithThreadMode<MultiThreaded>;
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
-/// First byte of every value in the `spans` column family.
+/// First byte of every value in a `spans` column family.
 const RECORD_V1: u8 = 1;
+
+/// Where the store reads the time (injectable for tests of retention).
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now, in Unix microseconds.
+    fn now_us(&self) -> u64;
+}
+
+/// The wall clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_us(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock showing `now_us`.
+    pub fn new(now_us: u64) -> ManualClock {
+        ManualClock(AtomicU64::new(now_us))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_micros() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_us(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// Store settings. Never exposes RocksDB types.
 #[derive(Debug, Clone)]
@@ -50,13 +110,28 @@ pub struct StoreConfig {
     pub sync_writes: bool,
     /// Block cache size in bytes.
     pub block_cache_bytes: usize,
+    /// How long data is kept; older partitions are dropped.
+    pub retention: Duration,
+    /// Width of a time partition.
+    pub partition: Duration,
+}
+
+impl StoreConfig {
+    /// The partition width that suits a retention: a seventh of it, between
+    /// one minute and one day.
+    pub fn partition_for(retention: Duration) -> Duration {
+        (retention / 7).clamp(Duration::from_secs(60), Duration::from_secs(86_400))
+    }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
+        let retention = Duration::from_secs(7 * 86_400);
         StoreConfig {
             sync_writes: false,
             block_cache_bytes: 64 << 20,
+            retention,
+            partition: StoreConfig::partition_for(retention),
         }
     }
 }
@@ -68,16 +143,30 @@ pub struct Operation {
     pub kind: SpanKind,
 }
 
+/// A service dependency edge over a time range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub caller: String,
+    pub callee: String,
+    pub calls: u64,
+    pub errors: u64,
+}
+
 /// The RocksDB trace store.
 pub struct Store {
-    db: DB,
+    db: Db,
     path: PathBuf,
     write_opts: WriteOptions,
+    config: StoreConfig,
+    clock: Arc<dyn Clock>,
+    cache: rocksdb::Cache,
     /// Next write sequence: unique and increasing across restarts (seeded
     /// from the clock, see [`Store::open`]).
     seq: AtomicU64,
-    /// Catalog keys known to be on disk, so that each is written once.
-    catalog: Mutex<HashSet<Vec<u8>>>,
+    /// Open partitions, by id.
+    partitions: RwLock<BTreeSet<u64>>,
+    /// Catalog keys known to be on disk, per partition.
+    catalog: Mutex<BTreeMap<u64, HashSet<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -86,118 +175,167 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
-    let mut opts = Options::default();
+fn table_options(cache: &rocksdb::Cache, whole_key: bool) -> BlockBasedOptions {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_bloom_filter(10.0, false);
-    if name == cf::SPANS {
+    table.set_whole_key_filtering(whole_key);
+    table.set_cache_index_and_filter_blocks(true);
+    table
+}
+
+/// Options of a column family, by its name.
+fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
+    let mut opts = Options::default();
+    // Fast where data is hot, dense where it is cold.
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    if cf::is_spans(name) || name == cf::PINNED {
         // Trace by ID is a prefix seek: filter on the trace ID prefix.
         opts.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::TRACE_PREFIX_LEN));
         opts.set_memtable_prefix_bloom_ratio(0.1);
-        table.set_whole_key_filtering(false);
-        // Fast where data is hot, dense where it is cold.
-        opts.set_compression_type(DBCompressionType::Lz4);
-        opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+        opts.set_block_based_table_factory(&table_options(cache, false));
     } else {
-        opts.set_compression_type(DBCompressionType::Lz4);
+        // Index candidates are checked by point lookups.
+        opts.set_block_based_table_factory(&table_options(cache, true));
     }
-    opts.set_block_based_table_factory(&table);
+    if cf::partition_of(name).is_some() {
+        opts.set_merge_operator_associative("phosphor-merge", summary::merge_operator);
+    }
     opts
 }
 
+fn dir_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 impl Store {
-    /// Opens (or creates) the store in `path`.
+    /// Opens (or creates) the store in `path` on the wall clock.
+    pub fn open(path: impl AsRef<Path>, config: &StoreConfig) -> Result<Store> {
+        Store::open_with_clock(path, config, Arc::new(SystemClock))
+    }
+
+    /// Opens (or creates) the store in `path`, reading time from `clock`.
     ///
     /// An existing directory that is not a phosphor store, or one written in
     /// another format, is an error, never a panic.
-    pub fn open(path: impl AsRef<Path>, config: &StoreConfig) -> Result<Store> {
+    pub fn open_with_clock(
+        path: impl AsRef<Path>,
+        config: &StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
+        let not_ours = |reason: String| Error::NotADataDir {
+            path: path.display().to_string(),
+            reason,
+        };
         let exists_nonempty = std::fs::read_dir(&path)
             .map(|mut d| d.next().is_some())
             .unwrap_or(false);
         if exists_nonempty && !path.join("CURRENT").exists() {
-            return Err(Error::NotADataDir {
-                path: path.display().to_string(),
-                reason: "the directory has files but no database".into(),
-            });
+            return Err(not_ours("the directory has files but no database".into()));
         }
+        std::fs::create_dir_all(&path).map_err(|e| not_ours(format!("cannot create it: {e}")))?;
 
-        std::fs::create_dir_all(&path).map_err(|e| Error::NotADataDir {
-            path: path.display().to_string(),
-            reason: format!("cannot create it: {e}"),
-        })?;
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
         let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
-        let cfs = cf::ALL
+
+        let mut names: Vec<String> = if exists_nonempty {
+            Db::list_cf(&db_opts, &path).map_err(|e| not_ours(e.into_string()))?
+        } else {
+            Vec::new()
+        };
+        for fixed in cf::FIXED {
+            if !names.iter().any(|n| n == fixed) {
+                names.push(fixed.to_string());
+            }
+        }
+        let partitions: BTreeSet<u64> = names.iter().filter_map(|n| cf::partition_of(n)).collect();
+        let descriptors = names
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache)));
-        let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(|e| {
+            .map(|n| ColumnFamilyDescriptor::new(n, cf_options(n, &cache)));
+        let db = Db::open_cf_descriptors(&db_opts, &path, descriptors).map_err(|e| {
             if exists_nonempty {
-                Error::NotADataDir {
-                    path: path.display().to_string(),
-                    reason: e.into_string(),
-                }
+                not_ours(e.into_string())
             } else {
                 Error::from(e)
             }
         })?;
 
-        let meta = db.cf_handle(cf::META).expect("meta column family");
-        match db.get_cf(meta, keys::META_FORMAT)? {
-            None if exists_nonempty => {
-                return Err(Error::NotADataDir {
-                    path: path.display().to_string(),
-                    reason: "no phosphor format marker".into(),
-                });
-            }
-            None => db.put_cf(meta, keys::META_FORMAT, FORMAT_VERSION.to_be_bytes())?,
-            Some(v) => {
-                let found = v
-                    .as_slice()
-                    .try_into()
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(u32::MAX);
-                if found != FORMAT_VERSION {
-                    return Err(Error::Format {
-                        found,
-                        expected: FORMAT_VERSION,
-                    });
+        {
+            let meta = db.cf_handle(cf::META).expect("meta column family");
+            match db.get_cf(&meta, keys::META_FORMAT)? {
+                None if exists_nonempty => {
+                    return Err(not_ours("no phosphor format marker".into()));
+                }
+                None => db.put_cf(&meta, keys::META_FORMAT, FORMAT_VERSION.to_be_bytes())?,
+                Some(v) => {
+                    let found = v
+                        .as_slice()
+                        .try_into()
+                        .map(u32::from_be_bytes)
+                        .unwrap_or(u32::MAX);
+                    if found != FORMAT_VERSION {
+                        return Err(Error::Format {
+                            found,
+                            expected: FORMAT_VERSION,
+                        });
+                    }
                 }
             }
         }
 
-        let mut known = HashSet::new();
-        let catalog_cf = db.cf_handle(cf::CATALOG).expect("catalog column family");
-        for item in db.iterator_cf(catalog_cf, IteratorMode::Start) {
-            let (k, _) = item?;
-            known.insert(k.to_vec());
+        // The catalog: each partition's small catalog keyspace.
+        let mut catalog = BTreeMap::new();
+        for &p in &partitions {
+            let cf = db.cf_handle(&cf::index(p)).expect("index column family");
+            let mut known = HashSet::new();
+            let mut it = db.raw_iterator_cf(&cf);
+            it.seek([keys::CATALOG_SERVICE]);
+            while let Some(k) = it.key() {
+                if k[0] > keys::CATALOG_ATTR_VALUE {
+                    break;
+                }
+                known.insert(k.to_vec());
+                it.next();
+            }
+            it.status()?;
+            catalog.insert(p, known);
         }
 
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
         write_opts.disable_wal(false);
 
-        Ok(Store {
+        let store = Store {
             db,
             path,
             write_opts,
+            config: config.clone(),
             // 4096 sequence numbers per microsecond of wall time: a restart
             // always starts above what the previous run can have reached.
-            seq: AtomicU64::new(now_micros() << 12),
-            catalog: Mutex::new(known),
-        })
+            seq: AtomicU64::new(SystemClock.now_us() << 12),
+            clock,
+            cache,
+            partitions: RwLock::new(partitions),
+            catalog: Mutex::new(catalog),
+        };
+        store.expire()?;
+        Ok(store)
     }
 
     /// The data directory.
@@ -205,76 +343,118 @@ impl Store {
         &self.path
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column family opened at start")
+    /// The settings the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
     }
 
-    /// Writes fragments in one atomic write batch: one record per trace,
-    /// the recent-traces index, and any catalog entries not yet known.
-    /// Returns once the batch is in the write-ahead log.
+    /// Now, by the store's clock.
+    pub fn now_us(&self) -> u64 {
+        self.clock.now_us()
+    }
+
+    fn partition_width_us(&self) -> u64 {
+        (self.config.partition.as_micros() as u64).max(1)
+    }
+
+    fn cf(&self, name: &str) -> Result<Arc<BoundColumnFamily<'_>>> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::Engine(format!("column family {name} is missing")))
+    }
+
+    /// Open partitions, oldest first.
+    pub fn partitions(&self) -> Vec<u64> {
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// The partition that writes go to now, created if needed.
+    fn current_partition(&self) -> Result<u64> {
+        let p = self.clock.now_us() / self.partition_width_us();
+        if self
+            .partitions
+            .read()
+            .expect("partitions lock")
+            .contains(&p)
+        {
+            return Ok(p);
+        }
+        let mut parts = self.partitions.write().expect("partitions lock");
+        if !parts.contains(&p) {
+            for name in [cf::spans(p), cf::index(p)] {
+                if self.db.cf_handle(&name).is_none() {
+                    self.db.create_cf(&name, &cf_options(&name, &self.cache))?;
+                }
+            }
+            parts.insert(p);
+            self.catalog
+                .lock()
+                .expect("catalog lock")
+                .insert(p, HashSet::new());
+            tracing::info!(partition = p, "new time partition");
+        }
+        Ok(p)
+    }
+
+    /// Writes fragments in one atomic write batch: one record per trace, and
+    /// their index, catalog, summary and dependency entries. Returns once
+    /// the batch is in the write-ahead log.
     pub fn write(&self, fragments: &[Fragment]) -> Result<()> {
         if fragments.is_empty() {
             return Ok(());
         }
+        let p = self.current_partition()?;
         let mut by_trace: HashMap<TraceId, Vec<&Fragment>> = HashMap::new();
         for f in fragments {
             by_trace.entry(f.trace_id()).or_default().push(f);
         }
         let seq0 = self.seq.fetch_add(by_trace.len() as u64, Ordering::Relaxed);
-        let spans = self.cf(cf::SPANS);
-        let recent = self.cf(cf::RECENT);
+        let spans = self.cf(&cf::spans(p))?;
+        let index_cf = self.cf(&cf::index(p))?;
         let mut batch = WriteBatch::default();
         let mut buf = Vec::new();
         for (i, (trace, frags)) in by_trace.iter().enumerate() {
-            let seq = seq0 + i as u64;
             buf.clear();
             buf.push(RECORD_V1);
             buf = postcard::to_extend(frags, buf).map_err(|e| Error::Corrupt {
                 key: trace.to_hex(),
                 reason: e.to_string(),
             })?;
-            batch.put_cf(spans, keys::fragment_key(*trace, seq), &buf);
-            batch.put_cf(recent, keys::recent_key(seq, *trace), []);
+            batch.put_cf(&spans, keys::fragment_key(*trace, seq0 + i as u64), &buf);
         }
 
-        // Annotations often name their operation on one side only: within
-        // this write, the other side takes it from there.
-        let mut span_ops: HashMap<(TraceId, SpanId), String> = HashMap::new();
-        for f in fragments {
-            if let Fragment::Annotation(a) = f
-                && let Some(op) = a.operation()
-            {
-                span_ops.entry((a.trace_id, a.span_id)).or_insert(op);
-            }
+        let mut read_error = None;
+        let writes = index::index_batch(fragments, &mut |trace| {
+            self.trace(trace).unwrap_or_else(|e| {
+                read_error = Some(e);
+                Vec::new()
+            })
+        });
+        if let Some(e) = read_error {
+            return Err(e);
         }
-        let mut new_catalog = Vec::new();
-        {
-            let known = self.catalog.lock().expect("catalog lock");
-            let mut seen = HashSet::new();
-            for f in fragments {
-                let entry = match f {
-                    Fragment::Span(s) => Some((s.service.as_str(), s.kind, s.name.clone())),
-                    Fragment::Annotation(a) => {
-                        a.catalog_entry(span_ops.get(&(a.trace_id, a.span_id)).map(String::as_str))
-                    }
-                };
-                if let Some((service, kind, op)) = entry {
-                    for k in [
-                        keys::service_key(service),
-                        keys::operation_key(service, kind, &op),
-                    ] {
-                        if !known.contains(&k) && seen.insert(k.clone()) {
-                            new_catalog.push(k);
-                        }
-                    }
-                }
-            }
+        for (k, v) in &writes.puts {
+            batch.put_cf(&index_cf, k, v);
         }
-        let catalog = self.cf(cf::CATALOG);
+        for (k, v) in &writes.merges {
+            batch.merge_cf(&index_cf, k, v);
+        }
+        let new_catalog: Vec<Vec<u8>> = {
+            let cat = self.catalog.lock().expect("catalog lock");
+            let known = cat.get(&p);
+            writes
+                .catalog
+                .into_iter()
+                .filter(|k| known.is_none_or(|s| !s.contains(k)))
+                .collect()
+        };
         for k in &new_catalog {
-            batch.put_cf(catalog, k, []);
+            batch.put_cf(&index_cf, k, []);
         }
 
         self.db.write_opt(batch, &self.write_opts)?;
@@ -282,84 +462,280 @@ impl Store {
             self.catalog
                 .lock()
                 .expect("catalog lock")
+                .entry(p)
+                .or_default()
                 .extend(new_catalog);
         }
         Ok(())
     }
 
-    /// All fragments of a trace, in write order: one prefix seek.
-    pub fn trace(&self, id: TraceId) -> Result<Vec<Fragment>> {
-        let mut out = Vec::new();
-        let iter = self.db.prefix_iterator_cf(self.cf(cf::SPANS), id.0);
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(&id.0) {
+    fn read_prefix(&self, cf_name: &str, trace: TraceId, out: &mut Vec<Fragment>) -> Result<()> {
+        let cf = self.cf(cf_name)?;
+        let mut it = self.db.raw_iterator_cf(&cf);
+        it.seek(trace.0);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&trace.0) || k.len() != 24 {
                 break;
             }
-            out.extend(decode_record(&k, &v)?);
+            out.extend(decode_record(k, v)?);
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// All fragments of a trace: one prefix seek per partition, and the
+    /// pinned copy if there is one.
+    pub fn trace(&self, id: TraceId) -> Result<Vec<Fragment>> {
+        let mut out = Vec::new();
+        for p in self.partitions() {
+            match self.read_prefix(&cf::spans(p), id, &mut out) {
+                // A partition dropped by retention while we read.
+                Err(Error::Engine(m)) if m.contains("is missing") => {}
+                r => r?,
+            }
+        }
+        self.read_prefix(cf::PINNED, id, &mut out)?;
+        Ok(out)
+    }
+
+    /// The merged summaries of traces (`None` for traces not stored).
+    pub fn summaries(&self, ids: &[TraceId]) -> Result<Vec<Option<Summary>>> {
+        let mut cfs = Vec::new();
+        for p in self.partitions() {
+            if let Ok(cf) = self.cf(&cf::index(p)) {
+                cfs.push(cf);
+            }
+        }
+        let meta = self.cf(cf::META)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            // A pinned trace's summary is the one taken when it was pinned.
+            if let Some(v) = self.db.get_pinned_cf(&meta, keys::pin_key(*id))?
+                && let Some(s) = Summary::decode(&v)
+            {
+                out.push(Some(s));
+                continue;
+            }
+            let key = keys::summary_key(*id);
+            let mut acc: Option<Summary> = None;
+            for cf in &cfs {
+                if let Some(v) = self.db.get_pinned_cf(cf, key)?
+                    && let Some(s) = Summary::decode(&v)
+                {
+                    acc.get_or_insert_with(Summary::default).merge(&s);
+                }
+            }
+            out.push(acc);
         }
         Ok(out)
     }
 
-    /// The most recently written traces, newest first, at most `limit`.
-    pub fn recent_traces(&self, limit: usize) -> Result<Vec<TraceId>> {
+    fn catalog_keys(&self, tag: u8) -> Vec<Vec<u8>> {
+        let cat = self.catalog.lock().expect("catalog lock");
+        let mut out: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for keys in cat.values() {
+            out.extend(keys.iter().filter(|k| k.first() == Some(&tag)).cloned());
+        }
+        out.into_iter().collect()
+    }
+
+    /// Known services, sorted.
+    pub fn services(&self) -> Result<Vec<String>> {
+        let mut out: Vec<String> = self
+            .catalog_keys(keys::CATALOG_SERVICE)
+            .iter()
+            .filter_map(|k| keys::decode_service_key(k).map(str::to_string))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// A service's known operations, sorted by name then kind.
+    pub fn operations(&self, service: &str) -> Result<Vec<Operation>> {
+        let mut out: Vec<Operation> = self
+            .catalog_keys(keys::CATALOG_OPERATION)
+            .iter()
+            .filter_map(|k| keys::decode_operation_key(k))
+            .filter(|(s, _, _)| *s == service)
+            .map(|(_, kind, name)| Operation {
+                name: name.to_string(),
+                kind,
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Known attribute keys, sorted.
+    pub fn attribute_keys(&self) -> Result<Vec<String>> {
+        Ok(self
+            .catalog_keys(keys::CATALOG_ATTR_KEY)
+            .iter()
+            .filter_map(|k| keys::decode_fields(k, keys::CATALOG_ATTR_KEY, 1))
+            .map(|f| f[0].to_string())
+            .collect())
+    }
+
+    /// Values seen for an attribute key, newest partitions first, at most
+    /// `limit`.
+    pub fn attribute_values(&self, key: &str, limit: usize) -> Result<Vec<String>> {
+        let cat = self.catalog.lock().expect("catalog lock");
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(cf::RECENT), IteratorMode::End) {
-            let (k, _) = item?;
-            if let Some((_, trace)) = keys::decode_recent_key(&k)
-                && seen.insert(trace)
-            {
-                out.push(trace);
-                if out.len() >= limit {
-                    break;
+        for keys_of_p in cat.values().rev() {
+            let mut vals: Vec<&str> = keys_of_p
+                .iter()
+                .filter_map(|k| keys::decode_fields(k, keys::CATALOG_ATTR_VALUE, 2))
+                .filter(|f| f[0] == key)
+                .map(|f| f[1])
+                .collect();
+            vals.sort_unstable();
+            for v in vals {
+                if seen.insert(v) {
+                    out.push(v.to_string());
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
                 }
             }
         }
         Ok(out)
     }
 
-    /// Known services, sorted.
-    pub fn services(&self) -> Result<Vec<String>> {
-        let known = self.catalog.lock().expect("catalog lock");
-        let set: BTreeSet<String> = known
-            .iter()
-            .filter_map(|k| keys::decode_service_key(k).map(str::to_string))
-            .collect();
-        Ok(set.into_iter().collect())
+    /// Service dependency edges over `[start_us, end_us)`, by the hour
+    /// buckets they were counted in.
+    pub fn dependencies(&self, start_us: u64, end_us: u64) -> Result<Vec<Dependency>> {
+        let from = keys::dependency_key(start_us - start_us % DEPENDENCY_BUCKET_US, "", "");
+        let mut sums: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for p in self.partitions() {
+            let Ok(cf) = self.cf(&cf::index(p)) else {
+                continue;
+            };
+            let mut it = self.db.raw_iterator_cf(&cf);
+            it.seek(&from[..9]);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                let Some((bucket, caller, callee)) = keys::decode_dependency_key(k) else {
+                    break;
+                };
+                if bucket >= end_us {
+                    break;
+                }
+                if let Some((c, e)) = summary::decode_counts(v) {
+                    let s = sums
+                        .entry((caller.to_string(), callee.to_string()))
+                        .or_default();
+                    s.0 += c;
+                    s.1 += e;
+                }
+                it.next();
+            }
+            it.status()?;
+        }
+        Ok(sums
+            .into_iter()
+            .map(|((caller, callee), (calls, errors))| Dependency {
+                caller,
+                callee,
+                calls,
+                errors,
+            })
+            .collect())
     }
 
-    /// A service's known operations, sorted by name then kind, read from the
-    /// catalog keyspace.
-    pub fn operations(&self, service: &str) -> Result<Vec<Operation>> {
-        let prefix = keys::operation_prefix(service);
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(cf::CATALOG),
-            IteratorMode::From(&prefix, Direction::Forward),
-        );
-        for item in iter {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            if let Some((_, kind, name)) = keys::decode_operation_key(&k) {
-                out.push(Operation {
-                    name: name.to_string(),
-                    kind,
-                });
-            }
+    /// Pins a trace: copies it, and its summary, where retention does not
+    /// reach. `false` if the trace is not stored.
+    pub fn pin(&self, id: TraceId) -> Result<bool> {
+        let fragments = self.trace(id)?;
+        if fragments.is_empty() {
+            return Ok(false);
         }
-        out.sort();
-        Ok(out)
+        let summary = self.summaries(&[id])?.pop().flatten().unwrap_or_default();
+        let pinned = self.cf(cf::PINNED)?;
+        let meta = self.cf(cf::META)?;
+        let mut buf = vec![RECORD_V1];
+        buf = postcard::to_extend(&fragments, buf).map_err(|e| Error::Corrupt {
+            key: id.to_hex(),
+            reason: e.to_string(),
+        })?;
+        // One record with the whole trace as it is now, replacing any
+        // earlier pinned copy.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(&pinned, keys::fragment_key(id, 0), &buf);
+        batch.put_cf(&meta, keys::pin_key(id), summary.encode());
+        self.db.write_opt(batch, &self.write_opts)?;
+        Ok(true)
+    }
+
+    /// Unpins a trace; `false` if it was not pinned.
+    pub fn unpin(&self, id: TraceId) -> Result<bool> {
+        if !self.is_pinned(id)? {
+            return Ok(false);
+        }
+        let pinned = self.cf(cf::PINNED)?;
+        let meta = self.cf(cf::META)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(&pinned, keys::fragment_key(id, 0));
+        batch.delete_cf(&meta, keys::pin_key(id));
+        self.db.write_opt(batch, &self.write_opts)?;
+        Ok(true)
+    }
+
+    /// Whether a trace is pinned.
+    pub fn is_pinned(&self, id: TraceId) -> Result<bool> {
+        let meta = self.cf(cf::META)?;
+        Ok(self.db.get_pinned_cf(&meta, keys::pin_key(id))?.is_some())
+    }
+
+    /// Drops every partition that ended before the retention horizon, giving
+    /// its disk space back. Returns how many were dropped.
+    pub fn expire(&self) -> Result<usize> {
+        let width = self.partition_width_us();
+        let horizon = self
+            .clock
+            .now_us()
+            .saturating_sub(self.config.retention.as_micros() as u64);
+        let old: Vec<u64> = self
+            .partitions()
+            .into_iter()
+            .filter(|p| (p + 1) * width <= horizon)
+            .collect();
+        for &p in &old {
+            // Readers see the partition gone before its files are.
+            self.partitions.write().expect("partitions lock").remove(&p);
+            self.catalog.lock().expect("catalog lock").remove(&p);
+            for name in [cf::spans(p), cf::index(p)] {
+                if self.db.cf_handle(&name).is_some() {
+                    self.db.drop_cf(&name)?;
+                }
+            }
+            tracing::info!(partition = p, "time partition expired");
+        }
+        Ok(old.len())
     }
 
     /// Flushes memtables to disk (for tests and shutdown).
     pub fn flush(&self) -> Result<()> {
-        for name in cf::ALL {
-            self.db.flush_cf(self.cf(name))?;
+        let mut names: Vec<String> = cf::FIXED.iter().map(|s| s.to_string()).collect();
+        for p in self.partitions() {
+            names.push(cf::spans(p));
+            names.push(cf::index(p));
+        }
+        for name in names {
+            if let Ok(cf) = self.cf(&name) {
+                self.db.flush_cf(&cf)?;
+            }
         }
         Ok(())
+    }
+
+    /// Bytes the data directory takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        dir_bytes(&self.path)
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
     }
 }
 
@@ -376,100 +752,4 @@ fn decode_record(key: &[u8], value: &[u8]) -> Result<Vec<Fragment>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use model::*;
-
-    fn span(trace: u8, id: u8, service: &str, name: &str) -> Fragment {
-        Fragment::Span(Span {
-            trace_id: TraceId([trace; 16]),
-            span_id: SpanId([id; 8]),
-            parent_span_id: None,
-            name: name.into(),
-            kind: SpanKind::Server,
-            service: service.into(),
-            start_ns: 1_000,
-            end_ns: 2_000,
-            status: StatusCode::Unset,
-            status_message: String::new(),
-            attributes: vec![KeyValue::string("k", "v")],
-            resource: vec![],
-            scope: None,
-            events: vec![],
-            links: vec![],
-            protocol: Protocol::OtlpGrpc,
-        })
-    }
-
-    #[test]
-    fn fragments_of_a_trace_come_back_from_separate_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store
-            .write(&[span(1, 1, "a", "x"), span(2, 1, "b", "y")])
-            .unwrap();
-        store.write(&[span(1, 2, "a", "z")]).unwrap();
-        let got = store.trace(TraceId([1; 16])).unwrap();
-        assert_eq!(got, vec![span(1, 1, "a", "x"), span(1, 2, "a", "z")]);
-        assert_eq!(store.trace(TraceId([3; 16])).unwrap(), vec![]);
-        assert_eq!(
-            store.recent_traces(10).unwrap(),
-            vec![TraceId([1; 16]), TraceId([2; 16])]
-        );
-    }
-
-    #[test]
-    fn prefix_seek_does_not_leak_into_neighbouring_traces() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let mut near = [1u8; 16];
-        near[15] = 2;
-        let mut f = span(1, 1, "a", "x");
-        if let Fragment::Span(s) = &mut f {
-            s.trace_id = TraceId(near);
-        }
-        store.write(&[span(1, 1, "a", "x"), f]).unwrap();
-        store.flush().unwrap();
-        assert_eq!(store.trace(TraceId([1; 16])).unwrap().len(), 1);
-        assert_eq!(store.trace(TraceId(near)).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn catalog_survives_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-            store
-                .write(&[
-                    span(1, 1, "card-api", "authorise"),
-                    span(1, 2, "cards", "get"),
-                ])
-                .unwrap();
-            store.write(&[span(2, 1, "card-api", "capture")]).unwrap();
-        }
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        assert_eq!(store.services().unwrap(), vec!["card-api", "cards"]);
-        let ops: Vec<_> = store
-            .operations("card-api")
-            .unwrap()
-            .into_iter()
-            .map(|o| o.name)
-            .collect();
-        assert_eq!(ops, vec!["authorise", "capture"]);
-        assert_eq!(store.operations("card").unwrap(), vec![]);
-        // The sequence keeps rising across the restart.
-        store.write(&[span(3, 1, "x", "y")]).unwrap();
-        assert_eq!(store.recent_traces(1).unwrap(), vec![TraceId([3; 16])]);
-    }
-
-    #[test]
-    fn foreign_directory_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
-        let err = Store::open(dir.path(), &StoreConfig::default()).unwrap_err();
-        assert!(
-            err.to_string().contains("not a phosphor data directory"),
-            "{err}"
-        );
-    }
-}
+mod tests;

@@ -77,8 +77,8 @@ struct TraceRow {
     root_service: String,
     root_name: String,
     services: Vec<(String, String)>,
-    spans: usize,
-    errors: usize,
+    spans: u64,
+    errors: u64,
     duration: String,
     start: String,
 }
@@ -129,20 +129,21 @@ fn error_page(e: Error) -> Response {
 }
 
 fn row_of(s: &TraceSummary) -> TraceRow {
+    let services: Vec<String> = s.services.iter().map(|(name, _)| name.clone()).collect();
     TraceRow {
         id: s.trace_id.to_hex(),
         root_service: s.root_service.clone(),
         root_name: s.root_name.clone(),
-        services: with_colors(&s.services),
+        services: with_colors(&services),
         spans: s.span_count,
         errors: s.error_count,
-        duration: human_duration(s.duration_ns),
-        start: timestamp(s.start_ns),
+        duration: human_duration(s.duration_us * 1_000),
+        start: timestamp(s.start_us * 1_000),
     }
 }
 
 async fn index(State(q): State<QueryService>) -> Response {
-    let traces = match q.recent(50).await {
+    let traces = match q.recent(q.retention(), 50).await {
         Ok(t) => t,
         Err(e) => return error_page(e),
     };
@@ -348,6 +349,15 @@ mod tests {
     use tower::ServiceExt;
 
     fn span(id: u8, parent: Option<u8>, name: &str, status: SpanStatus) -> Fragment {
+        // A minute ago, the same for every span of the test.
+        static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let base = *BASE.get_or_init(|| {
+            std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                - 60_000_000_000
+        });
         Fragment::Span(Span {
             trace_id: TraceId([5; 16]),
             span_id: SpanId([id; 8]),
@@ -355,8 +365,8 @@ mod tests {
             name: name.into(),
             kind: SpanKind::Server,
             service: "card-api".into(),
-            start_ns: 1_000_000 * u64::from(id),
-            end_ns: 10_000_000,
+            start_ns: base + 1_000_000 * u64::from(id),
+            end_ns: base + 10_000_000,
             status,
             status_message: String::new(),
             attributes: vec![KeyValue::string("note", "<img src=x onerror=alert(1)>")],

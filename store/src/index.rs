@@ -1,0 +1,340 @@
+//! What a write adds besides the fragments themselves: search index
+//! entries, catalog entries, summary and dependency merge operands.
+//!
+//! OTLP spans are complete and indexed as they come. A phosphor span side
+//! is indexed once its start annotation is known, under the start's time;
+//! where a write holds only one end of a side, the trace's earlier
+//! fragments are read to find the other, so the side's duration and status
+//! are right whichever end arrives last.
+
+use std::collections::HashMap;
+
+use crate::keys::{self, SpanFacts};
+use crate::model::{
+    Annotation, AnnotationType, Fragment, KeyValue, Side, Span, SpanId, SpanKind, StatusCode,
+    TraceId,
+};
+use crate::summary::{RootCandidate, Summary, encode_counts};
+
+/// Longest attribute value that gets a search index entry.
+pub const MAX_INDEXED_VALUE: usize = 256;
+/// Longest attribute value the autocomplete catalog keeps.
+pub const MAX_CATALOG_VALUE: usize = 64;
+/// Width of a dependency-counter time bucket (one hour).
+pub const DEPENDENCY_BUCKET_US: u64 = 3_600_000_000;
+
+/// Everything a batch adds to a partition's index column family.
+#[derive(Debug, Default)]
+pub(crate) struct IndexWrites {
+    pub puts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub merges: Vec<(Vec<u8>, Vec<u8>)>,
+    pub catalog: Vec<Vec<u8>>,
+}
+
+/// One span (or span side) as the indexes see it.
+struct Indexed<'a> {
+    trace: TraceId,
+    span: SpanId,
+    start_us: u64,
+    facts: SpanFacts,
+    service: &'a str,
+    operation: Option<String>,
+    attributes: Vec<(String, String)>,
+}
+
+fn bucket(us: u64) -> u64 {
+    us - us % DEPENDENCY_BUCKET_US
+}
+
+fn emit(w: &mut IndexWrites, e: &Indexed<'_>) {
+    let sfx = keys::suffix(e.start_us, e.trace, e.span);
+    w.puts.push((
+        keys::index_key(keys::IDX_SPAN, &[], &sfx),
+        e.facts.encode().to_vec(),
+    ));
+    w.puts.push((
+        keys::index_key(keys::IDX_SERVICE, &[e.service], &sfx),
+        vec![],
+    ));
+    w.catalog.push(keys::service_key(e.service));
+    if let Some(op) = &e.operation {
+        w.puts.push((
+            keys::index_key(keys::IDX_SERVICE_OPERATION, &[e.service, op], &sfx),
+            vec![],
+        ));
+        w.puts
+            .push((keys::index_key(keys::IDX_OPERATION, &[op], &sfx), vec![]));
+        w.catalog
+            .push(keys::operation_key(e.service, e.facts.kind, op));
+    }
+    if e.facts.error {
+        w.puts
+            .push((keys::index_key(keys::IDX_ERROR, &[], &sfx), vec![]));
+    }
+    for (k, v) in &e.attributes {
+        if v.len() <= MAX_INDEXED_VALUE && k.len() <= MAX_INDEXED_VALUE {
+            w.puts
+                .push((keys::index_key(keys::IDX_ATTRIBUTE, &[k, v], &sfx), vec![]));
+        }
+        w.catalog
+            .push(keys::index_key(keys::CATALOG_ATTR_KEY, &[k], &[]));
+        if v.len() <= MAX_CATALOG_VALUE {
+            w.catalog
+                .push(keys::index_key(keys::CATALOG_ATTR_VALUE, &[k, v], &[]));
+        }
+    }
+}
+
+fn kv_strings<'a>(
+    kvs: impl IntoIterator<Item = &'a KeyValue>,
+) -> impl Iterator<Item = (String, String)> {
+    kvs.into_iter()
+        .map(|kv| (kv.key.clone(), kv.value.to_string()))
+}
+
+fn span_attributes(s: &Span) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = kv_strings(&s.attributes).collect();
+    out.extend(kv_strings(&s.resource));
+    for e in &s.events {
+        out.extend(kv_strings(&e.attributes));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Builds the index writes of a batch. `earlier` returns a trace's stored
+/// fragments; it is called at most once per trace, and only for traces
+/// with annotation sides of which this batch holds one end only.
+pub(crate) fn index_batch(
+    fragments: &[Fragment],
+    earlier: &mut dyn FnMut(TraceId) -> Vec<Fragment>,
+) -> IndexWrites {
+    let mut w = IndexWrites::default();
+    let mut summaries: HashMap<TraceId, Summary> = HashMap::new();
+    let mut deps: HashMap<(u64, String, String), (u64, u64)> = HashMap::new();
+
+    // OTLP-shaped spans.
+    let spans: Vec<&Span> = fragments
+        .iter()
+        .filter_map(|f| match f {
+            Fragment::Span(s) => Some(s),
+            Fragment::Annotation(_) => None,
+        })
+        .collect();
+    let by_id: HashMap<(TraceId, SpanId), &Span> = spans
+        .iter()
+        .map(|s| ((s.trace_id, s.span_id), *s))
+        .collect();
+    let mut has_remote_child: std::collections::HashSet<(TraceId, SpanId)> = Default::default();
+    for s in &spans {
+        let start_us = s.start_ns / 1_000;
+        let error = s.status == StatusCode::Error;
+        emit(
+            &mut w,
+            &Indexed {
+                trace: s.trace_id,
+                span: s.span_id,
+                start_us,
+                facts: SpanFacts {
+                    duration_us: Some(s.end_ns.saturating_sub(s.start_ns) / 1_000),
+                    kind: s.kind,
+                    error,
+                },
+                service: &s.service,
+                operation: Some(s.name.clone()),
+                attributes: span_attributes(s),
+            },
+        );
+        let sum = summaries.entry(s.trace_id).or_default();
+        sum.cover(start_us, s.end_ns / 1_000);
+        sum.spans += 1;
+        sum.errors += u64::from(error);
+        sum.add_service(&s.service, 1);
+        sum.offer_root(RootCandidate {
+            start_us,
+            service: s.service.clone(),
+            name: s.name.clone(),
+            has_parent: s.parent_span_id.is_some(),
+        });
+        // A call between services: this span's parent is another service's.
+        if let Some(p) = s.parent_span_id.and_then(|p| by_id.get(&(s.trace_id, p)))
+            && p.service != s.service
+        {
+            has_remote_child.insert((p.trace_id, p.span_id));
+            let e = deps
+                .entry((bucket(start_us), p.service.clone(), s.service.clone()))
+                .or_default();
+            e.0 += 1;
+            e.1 += u64::from(error);
+        }
+    }
+    // Client spans whose callee did not report in this batch: the remote
+    // service they name.
+    for s in &spans {
+        if matches!(s.kind, SpanKind::Client | SpanKind::Producer)
+            && !has_remote_child.contains(&(s.trace_id, s.span_id))
+            && let Some(peer) = s.attributes.iter().find(|kv| kv.key == "peer.service")
+        {
+            let e = deps
+                .entry((
+                    bucket(s.start_ns / 1_000),
+                    s.service.clone(),
+                    peer.value.to_string(),
+                ))
+                .or_default();
+            e.0 += 1;
+            e.1 += u64::from(s.status == StatusCode::Error);
+        }
+    }
+
+    // Phosphor annotations, by span side.
+    let mut sides: HashMap<(TraceId, SpanId, bool), Vec<&Annotation>> = HashMap::new();
+    let mut span_ops: HashMap<(TraceId, SpanId), String> = HashMap::new();
+    for f in fragments {
+        let Fragment::Annotation(a) = f else { continue };
+        let us = u64::try_from(a.timestamp_us).unwrap_or(0);
+        let sum = summaries.entry(a.trace_id).or_default();
+        sum.cover(us.saturating_sub(a.duration_us.max(0) as u64), us);
+        if let Some(op) = a.operation() {
+            span_ops.entry((a.trace_id, a.span_id)).or_insert(op);
+        }
+        match a.kind {
+            AnnotationType::ClientSend | AnnotationType::ServerRecv => {
+                sum.spans += 1;
+                sum.add_service(a.service(), 1);
+            }
+            AnnotationType::Timeout => sum.errors += 1,
+            _ => {}
+        }
+        if a.kind.side() != Side::Event {
+            sides
+                .entry((a.trace_id, a.span_id, a.kind.side() == Side::Client))
+                .or_default()
+                .push(a);
+        }
+        if matches!(a.kind, AnnotationType::ClientSend | AnnotationType::Timeout)
+            && !a.destination.is_empty()
+        {
+            let e = deps
+                .entry((bucket(us), a.origin.clone(), a.destination.clone()))
+                .or_default();
+            if a.kind == AnnotationType::ClientSend {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+    }
+    let mut stored: HashMap<TraceId, Vec<Fragment>> = HashMap::new();
+    for ((trace, span, client), batch) in sides {
+        let (start_kind, end_kind) = if client {
+            (AnnotationType::ClientSend, AnnotationType::ClientRecv)
+        } else {
+            (AnnotationType::ServerRecv, AnnotationType::ServerSend)
+        };
+        let complete = |anns: &[&Annotation]| {
+            anns.iter().any(|a| a.kind == start_kind)
+                && anns
+                    .iter()
+                    .any(|a| a.kind == end_kind || a.kind == AnnotationType::Timeout)
+        };
+        let mut all: Vec<&Annotation> = batch.clone();
+        if !complete(&batch) {
+            let earlier_frags = stored.entry(trace).or_insert_with(|| earlier(trace));
+            for f in earlier_frags.iter() {
+                if let Fragment::Annotation(a) = f
+                    && a.span_id == span
+                    && (a.kind.side() == Side::Client) == client
+                    && a.kind.side() != Side::Event
+                {
+                    all.push(a);
+                }
+            }
+        }
+        let Some(start) = all
+            .iter()
+            .filter(|a| a.kind == start_kind)
+            .min_by_key(|a| a.timestamp_us)
+        else {
+            // Indexed once the start arrives.
+            continue;
+        };
+        let start_us = u64::try_from(start.timestamp_us).unwrap_or(0);
+        let end = all
+            .iter()
+            .filter(|a| a.kind == end_kind)
+            .map(|a| a.timestamp_us)
+            .min();
+        let timeout = all
+            .iter()
+            .filter(|a| a.kind == AnnotationType::Timeout)
+            .map(|a| a.timestamp_us)
+            .min();
+        let one_way = all.iter().any(|a| a.one_way);
+        let duration_us = end
+            .or(timeout)
+            .map(|e| u64::try_from(e - start.timestamp_us).unwrap_or(0))
+            .or((one_way && client).then_some(0));
+        let operation = all
+            .iter()
+            .find_map(|a| a.operation())
+            .or_else(|| span_ops.get(&(trace, span)).cloned())
+            .or_else(|| client.then(|| start.default_name()));
+        let mut attributes: Vec<(String, String)> = all
+            .iter()
+            .flat_map(|a| a.attributes.iter().cloned())
+            .collect();
+        attributes.extend(
+            all.iter()
+                .filter(|a| !a.hostname.is_empty())
+                .map(|a| ("host.name".to_string(), a.hostname.clone())),
+        );
+        if client && !start.destination.is_empty() {
+            attributes.push(("peer.service".into(), start.destination.clone()));
+        }
+        attributes.sort();
+        attributes.dedup();
+        emit(
+            &mut w,
+            &Indexed {
+                trace,
+                span,
+                start_us,
+                facts: SpanFacts {
+                    duration_us,
+                    kind: start.span_kind(),
+                    error: timeout.is_some(),
+                },
+                service: start.service(),
+                operation,
+                attributes,
+            },
+        );
+        if client && start.parent_id.is_none() {
+            summaries
+                .entry(trace)
+                .or_default()
+                .offer_root(RootCandidate {
+                    start_us,
+                    service: start.service().to_string(),
+                    name: start.operation().unwrap_or_else(|| start.default_name()),
+                    has_parent: false,
+                });
+        }
+    }
+
+    for (trace, s) in summaries {
+        w.merges
+            .push((keys::summary_key(trace).to_vec(), s.encode()));
+    }
+    for ((b, caller, callee), (calls, errors)) in deps {
+        w.merges.push((
+            keys::dependency_key(b, &caller, &callee),
+            encode_counts(calls, errors).to_vec(),
+        ));
+    }
+    w.catalog.sort();
+    w.catalog.dedup();
+    w
+}

@@ -1,0 +1,236 @@
+//! Span-level search: one span must satisfy every span filter together (as
+//! a TraceQL spanset does), and the result names the span that matched.
+//!
+//! The most selective index drives: its keys are read newest first, keys
+//! only, merged across partitions; every other condition is checked for the
+//! candidate span by a point lookup of the same suffix in its own index, or
+//! in the span index's facts (duration, kind, status). Reading stops at the
+//! limit.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+
+use crate::keys::{self, SpanFacts};
+use crate::model::{SpanId, SpanKind, TraceId};
+use crate::summary::Summary;
+use crate::{Result, Store, cf};
+
+/// A search request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchQuery {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    pub kind: Option<SpanKind>,
+    /// `key = value` on span, resource or event attributes, all required.
+    pub attributes: Vec<(String, String)>,
+    pub errors_only: bool,
+    pub min_duration_us: Option<u64>,
+    pub max_duration_us: Option<u64>,
+    /// Spans that started in `[start_us, end_us]`.
+    pub start_us: u64,
+    pub end_us: u64,
+    pub limit: usize,
+}
+
+/// One trace found, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub trace_id: TraceId,
+    /// The (newest) span of the trace that matched every span filter.
+    pub span_id: SpanId,
+    pub span_start_us: u64,
+    pub summary: Summary,
+}
+
+/// Most index keys one search reads before it gives up.
+pub const MAX_SCANNED: usize = 5_000_000;
+
+impl SearchQuery {
+    /// The index prefixes a matching span has entries under, most
+    /// selective first (the first drives the scan).
+    fn prefixes(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (k, v) in &self.attributes {
+            out.push(keys::index_key(keys::IDX_ATTRIBUTE, &[k, v], &[]));
+        }
+        match (&self.service, &self.operation) {
+            (Some(s), Some(op)) => {
+                out.push(keys::index_key(keys::IDX_SERVICE_OPERATION, &[s, op], &[]))
+            }
+            (None, Some(op)) => out.push(keys::index_key(keys::IDX_OPERATION, &[op], &[])),
+            (Some(s), None) => out.push(keys::index_key(keys::IDX_SERVICE, &[s], &[])),
+            (None, None) => {}
+        }
+        if self.errors_only {
+            // Checked from the span facts when another index drives.
+            if out.is_empty() {
+                out.push(vec![keys::IDX_ERROR]);
+            }
+        }
+        if out.is_empty() {
+            out.push(vec![keys::IDX_SPAN]);
+        }
+        out
+    }
+
+    fn needs_facts(&self) -> bool {
+        self.kind.is_some()
+            || self.min_duration_us.is_some()
+            || self.max_duration_us.is_some()
+            || self.errors_only
+    }
+
+    fn facts_match(&self, f: &SpanFacts) -> bool {
+        if self.kind.is_some_and(|k| k != f.kind) || (self.errors_only && !f.error) {
+            return false;
+        }
+        match (self.min_duration_us, self.max_duration_us, f.duration_us) {
+            (None, None, _) => true,
+            (_, _, None) => false,
+            (min, max, Some(d)) => min.is_none_or(|m| d >= m) && max.is_none_or(|m| d <= m),
+        }
+    }
+}
+
+impl Store {
+    /// Traces with a span matching `q`, newest first, at most `q.limit`.
+    pub fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
+        if q.limit == 0 || q.start_us > q.end_us {
+            return Ok(Vec::new());
+        }
+        let width = self.partition_width_us();
+        // A span is written at or after it starts, give or take clock skew:
+        // a partition that closed well before the range began cannot hold it.
+        let parts: Vec<u64> = self
+            .partitions()
+            .into_iter()
+            .filter(|p| (p + 2).saturating_mul(width) >= q.start_us)
+            .collect();
+        let cfs: Vec<_> = parts
+            .iter()
+            .rev()
+            .filter_map(|&p| self.cf(&cf::index(p)).ok())
+            .collect();
+        let prefixes = q.prefixes();
+        let (driver, checks) = prefixes.split_first().expect("at least one prefix");
+        let db = self.db();
+
+        // One iterator per partition over the driver's keys, from the end of
+        // the range; a heap merges them newest first.
+        let mut seek = driver.clone();
+        seek.extend_from_slice(&keys::suffix_from(q.end_us));
+        let mut iters = Vec::with_capacity(cfs.len());
+        let mut heap = BinaryHeap::new();
+        let current =
+            |it: &rocksdb::DBRawIteratorWithThreadMode<'_, crate::Db>| -> Option<[u8; 32]> {
+                let k = it.key()?;
+                if !k.starts_with(driver) || k.len() != driver.len() + keys::SUFFIX_LEN {
+                    return None;
+                }
+                let (start, _, _) = keys::decode_suffix(k)?;
+                (start >= q.start_us).then(|| k[driver.len()..].try_into().ok())?
+            };
+        for cf in &cfs {
+            let mut it = db.raw_iterator_cf(cf);
+            it.seek(&seek);
+            if let Some(s) = current(&it) {
+                heap.push(Reverse((s, iters.len())));
+            }
+            iters.push(it);
+        }
+
+        let mut found: Vec<(TraceId, SpanId, u64)> = Vec::new();
+        let mut traces = HashSet::new();
+        let mut last: Option<[u8; 32]> = None;
+        let mut scanned = 0usize;
+        let mut key = Vec::with_capacity(64);
+        while let Some(Reverse((sfx, i))) = heap.pop() {
+            iters[i].next();
+            if let Some(s) = current(&iters[i]) {
+                heap.push(Reverse((s, i)));
+            }
+            iters[i].status()?;
+            scanned += 1;
+            if scanned > MAX_SCANNED {
+                tracing::warn!(scanned, "search stopped at its scan limit");
+                break;
+            }
+            if last == Some(sfx) {
+                continue;
+            }
+            last = Some(sfx);
+            let (start_us, trace, span) = keys::decode_suffix(&sfx).expect("suffix");
+            if traces.contains(&trace) {
+                continue;
+            }
+            let mut ok = true;
+            for prefix in checks {
+                key.clear();
+                key.extend_from_slice(prefix);
+                key.extend_from_slice(&sfx);
+                if !self.any_has(&cfs, &key)? {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok && q.needs_facts() {
+                key.clear();
+                key.push(keys::IDX_SPAN);
+                key.extend_from_slice(&sfx);
+                ok = match self.facts(&cfs, &key)? {
+                    Some(f) => q.facts_match(&f),
+                    None => false,
+                };
+            }
+            if ok {
+                traces.insert(trace);
+                found.push((trace, span, start_us));
+                if found.len() >= q.limit {
+                    break;
+                }
+            }
+        }
+        drop(iters);
+
+        let ids: Vec<TraceId> = found.iter().map(|(t, _, _)| *t).collect();
+        let summaries = self.summaries(&ids)?;
+        Ok(found
+            .into_iter()
+            .zip(summaries)
+            .map(|((trace_id, span_id, span_start_us), s)| SearchHit {
+                trace_id,
+                span_id,
+                span_start_us,
+                summary: s.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    fn any_has(
+        &self,
+        cfs: &[std::sync::Arc<rocksdb::BoundColumnFamily<'_>>],
+        key: &[u8],
+    ) -> Result<bool> {
+        for cf in cfs {
+            if self.db().get_pinned_cf(cf, key)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A span's facts; where a side was indexed again in a later partition
+    /// (its end arrived later), the newest entry wins.
+    fn facts(
+        &self,
+        cfs: &[std::sync::Arc<rocksdb::BoundColumnFamily<'_>>],
+        key: &[u8],
+    ) -> Result<Option<SpanFacts>> {
+        for cf in cfs {
+            if let Some(v) = self.db().get_pinned_cf(cf, key)? {
+                return Ok(SpanFacts::decode(&v));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,408 @@
+use super::*;
+use model::*;
+
+const DAY: Duration = Duration::from_secs(86_400);
+const T0: u64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+
+fn span(trace: u8, id: u8, service: &str, name: &str) -> Fragment {
+    Fragment::Span(Span {
+        trace_id: TraceId([trace; 16]),
+        span_id: SpanId([id; 8]),
+        parent_span_id: None,
+        name: name.into(),
+        kind: SpanKind::Server,
+        service: service.into(),
+        start_ns: 1_000,
+        end_ns: 2_000,
+        status: StatusCode::Unset,
+        status_message: String::new(),
+        attributes: vec![KeyValue::string("k", "v")],
+        resource: vec![],
+        scope: None,
+        events: vec![],
+        links: vec![],
+        protocol: Protocol::OtlpGrpc,
+    })
+}
+
+/// A span starting at `start_us` and lasting `dur_us`.
+fn timed(trace: u8, id: u8, parent: Option<u8>, service: &str, start_us: u64, dur_us: u64) -> Span {
+    let Fragment::Span(mut s) = span(trace, id, service, "op") else {
+        unreachable!()
+    };
+    s.parent_span_id = parent.map(|p| SpanId([p; 8]));
+    s.start_ns = start_us * 1_000;
+    s.end_ns = (start_us + dur_us) * 1_000;
+    s.attributes.clear();
+    s
+}
+
+fn open(dir: &Path, clock: Arc<ManualClock>) -> Store {
+    let config = StoreConfig {
+        partition: DAY,
+        ..StoreConfig::default()
+    };
+    Store::open_with_clock(dir, &config, clock).unwrap()
+}
+
+fn query(start: u64, end: u64) -> SearchQuery {
+    SearchQuery {
+        start_us: start,
+        end_us: end,
+        limit: 20,
+        ..SearchQuery::default()
+    }
+}
+
+fn ids(hits: &[SearchHit]) -> Vec<u8> {
+    hits.iter().map(|h| h.trace_id.0[0]).collect()
+}
+
+#[test]
+fn fragments_of_a_trace_come_back_from_separate_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    store
+        .write(&[span(1, 1, "a", "x"), span(2, 1, "b", "y")])
+        .unwrap();
+    store.write(&[span(1, 2, "a", "z")]).unwrap();
+    let got = store.trace(TraceId([1; 16])).unwrap();
+    assert_eq!(got, vec![span(1, 1, "a", "x"), span(1, 2, "a", "z")]);
+    assert_eq!(store.trace(TraceId([3; 16])).unwrap(), vec![]);
+}
+
+#[test]
+fn prefix_seek_does_not_leak_into_neighbouring_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let mut near = [1u8; 16];
+    near[15] = 2;
+    let mut f = span(1, 1, "a", "x");
+    if let Fragment::Span(s) = &mut f {
+        s.trace_id = TraceId(near);
+    }
+    store.write(&[span(1, 1, "a", "x"), f]).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.trace(TraceId([1; 16])).unwrap().len(), 1);
+    assert_eq!(store.trace(TraceId(near)).unwrap().len(), 1);
+}
+
+#[test]
+fn catalog_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store
+            .write(&[
+                span(1, 1, "card-api", "authorise"),
+                span(1, 2, "cards", "get"),
+            ])
+            .unwrap();
+        store.write(&[span(2, 1, "card-api", "capture")]).unwrap();
+    }
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    assert_eq!(store.services().unwrap(), vec!["card-api", "cards"]);
+    let ops: Vec<_> = store
+        .operations("card-api")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(ops, vec!["authorise", "capture"]);
+    assert_eq!(store.operations("card").unwrap(), vec![]);
+    assert_eq!(store.attribute_keys().unwrap(), vec!["k"]);
+    assert_eq!(store.attribute_values("k", 10).unwrap(), vec!["v"]);
+}
+
+#[test]
+fn foreign_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    let err = Store::open(dir.path(), &StoreConfig::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("not a phosphor data directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn another_format_version_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let meta = store.cf(cf::META).unwrap();
+        store
+            .db
+            .put_cf(&meta, keys::META_FORMAT, 1u32.to_be_bytes())
+            .unwrap();
+    }
+    let err = Store::open(dir.path(), &StoreConfig::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("format 1 is not supported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn summaries_merge_fragments_written_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let mut child = timed(1, 2, Some(1), "cards", T0 + 100, 50);
+    child.status = StatusCode::Error;
+    store.write(&[Fragment::Span(child)]).unwrap();
+    let mut root = timed(1, 1, None, "api", T0, 400);
+    root.name = "checkout".into();
+    store.write(&[Fragment::Span(root)]).unwrap();
+    let s = store.summaries(&[TraceId([1; 16])]).unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_eq!((s.start_us, s.end_us, s.duration_us()), (T0, T0 + 400, 400));
+    assert_eq!((s.spans, s.errors), (2, 1));
+    assert_eq!(s.services, vec![("api".into(), 1), ("cards".into(), 1)]);
+    let root = s.root.unwrap();
+    assert_eq!(
+        (root.service.as_str(), root.name.as_str()),
+        ("api", "checkout")
+    );
+    assert_eq!(store.summaries(&[TraceId([9; 16])]).unwrap(), vec![None]);
+}
+
+#[test]
+fn search_matches_one_span_against_all_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    // Trace 1: api (slow) → cards (error, region=eu).
+    let a = timed(1, 1, None, "api", T0, 900);
+    let mut b = timed(1, 2, Some(1), "cards", T0 + 10, 20);
+    b.status = StatusCode::Error;
+    b.resource.push(KeyValue::string("region", "eu"));
+    // Trace 2: api (fast, region=eu), newer.
+    let mut c = timed(2, 1, None, "api", T0 + 1_000, 30);
+    c.attributes.push(KeyValue::string("region", "eu"));
+    store
+        .write(&[Fragment::Span(a), Fragment::Span(b), Fragment::Span(c)])
+        .unwrap();
+
+    let all = query(T0, T0 + 10_000);
+    assert_eq!(
+        ids(&store.search(&all).unwrap()),
+        vec![2, 1],
+        "newest first"
+    );
+    let eu = SearchQuery {
+        attributes: vec![("region".into(), "eu".into())],
+        ..all.clone()
+    };
+    assert_eq!(ids(&store.search(&eu).unwrap()), vec![2, 1]);
+    let eu_err = SearchQuery {
+        errors_only: true,
+        ..eu.clone()
+    };
+    let hits = store.search(&eu_err).unwrap();
+    assert_eq!(ids(&hits), vec![1]);
+    assert_eq!(hits[0].span_id, SpanId([2; 8]), "the matching span");
+    // api spans in region eu that failed: none (the failure is in cards).
+    let api_err = SearchQuery {
+        service: Some("api".into()),
+        errors_only: true,
+        ..all.clone()
+    };
+    assert!(store.search(&api_err).unwrap().is_empty());
+    let slow = SearchQuery {
+        min_duration_us: Some(500),
+        ..all.clone()
+    };
+    assert_eq!(ids(&store.search(&slow).unwrap()), vec![1]);
+    let errors = SearchQuery {
+        errors_only: true,
+        ..all.clone()
+    };
+    assert_eq!(ids(&store.search(&errors).unwrap()), vec![1]);
+    let window = query(T0 + 500, T0 + 10_000);
+    assert_eq!(ids(&store.search(&window).unwrap()), vec![2]);
+    let limited = SearchQuery { limit: 1, ..all };
+    assert_eq!(ids(&store.search(&limited).unwrap()), vec![2]);
+    assert_eq!(store.search(&limited).unwrap()[0].summary.spans, 1);
+}
+
+fn ann(kind: AnnotationType, span: u8, ts: u64) -> Fragment {
+    Fragment::Annotation(Annotation {
+        trace_id: TraceId([7; 16]),
+        span_id: SpanId([span; 8]),
+        parent_id: None,
+        legacy: LegacyIds::default(),
+        kind,
+        one_way: false,
+        timestamp_us: ts as i64,
+        duration_us: 0,
+        hostname: "h".into(),
+        origin: "api".into(),
+        destination: "card-api".into(),
+        payload: String::new(),
+        attributes: vec![("operation".into(), "authorise".into())],
+    })
+}
+
+#[test]
+fn annotation_sides_are_searchable_whichever_end_arrives_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    // The client's end arrives first, its start later; the server side the
+    // other way round.
+    store
+        .write(&[ann(AnnotationType::ClientRecv, 1, T0 + 1_000)])
+        .unwrap();
+    store
+        .write(&[ann(AnnotationType::ServerRecv, 1, T0 + 100)])
+        .unwrap();
+    store
+        .write(&[ann(AnnotationType::ClientSend, 1, T0)])
+        .unwrap();
+    store
+        .write(&[ann(AnnotationType::ServerSend, 1, T0 + 700)])
+        .unwrap();
+    let q = SearchQuery {
+        service: Some("card-api".into()),
+        min_duration_us: Some(600),
+        ..query(T0, T0 + 10_000)
+    };
+    let hits = store.search(&q).unwrap();
+    assert_eq!(ids(&hits), vec![7]);
+    assert_eq!(hits[0].span_start_us, T0 + 100);
+    let q = SearchQuery {
+        service: Some("api".into()),
+        operation: Some("authorise".into()),
+        min_duration_us: Some(1_000),
+        kind: Some(SpanKind::Client),
+        ..query(T0, T0 + 10_000)
+    };
+    assert_eq!(ids(&store.search(&q).unwrap()), vec![7]);
+    let s = &store.search(&q).unwrap()[0].summary;
+    assert_eq!((s.spans, s.start_us, s.end_us), (2, T0, T0 + 1_000));
+    assert_eq!(s.root.as_ref().unwrap().name, "authorise");
+    assert_eq!(
+        store.dependencies(T0, T0 + 3_600_000_000).unwrap(),
+        vec![Dependency {
+            caller: "api".into(),
+            callee: "card-api".into(),
+            calls: 1,
+            errors: 0
+        }]
+    );
+}
+
+#[test]
+fn dependencies_come_from_parent_links_and_peer_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let a = timed(1, 1, None, "api", T0, 900);
+    let mut b = timed(1, 2, Some(1), "cards", T0 + 10, 20);
+    b.status = StatusCode::Error;
+    let mut c = timed(1, 3, Some(1), "api", T0 + 40, 20);
+    c.kind = SpanKind::Client;
+    c.attributes
+        .push(KeyValue::string("peer.service", "ledger"));
+    store
+        .write(&[Fragment::Span(a), Fragment::Span(b), Fragment::Span(c)])
+        .unwrap();
+    let deps = store.dependencies(T0, T0 + 1).unwrap();
+    let got: Vec<_> = deps
+        .iter()
+        .map(|d| (d.caller.as_str(), d.callee.as_str(), d.calls, d.errors))
+        .collect();
+    assert_eq!(got, vec![("api", "cards", 1, 1), ("api", "ledger", 1, 0)]);
+    // An hour bucket later: nothing.
+    assert!(
+        store
+            .dependencies(T0 + DEPENDENCY_BUCKET_US, T0 + 2 * DEPENDENCY_BUCKET_US)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn retention_drops_old_partitions_frees_disk_and_spares_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = open(dir.path(), clock.clone());
+    // Day 0: traces 1..=40 of service "old" (trace 1 pinned); day 1 and
+    // day 5: one trace each.
+    let big: Vec<Fragment> = (1..=40u8)
+        .flat_map(|t| {
+            (1..=50u8).map(move |s| {
+                let mut x = timed(t, s, None, "old", T0 + u64::from(s), 10);
+                x.attributes
+                    .push(KeyValue::string("payload", "x".repeat(200)));
+                Fragment::Span(x)
+            })
+        })
+        .collect();
+    store.write(&big).unwrap();
+    clock.advance(DAY);
+    store
+        .write(&[Fragment::Span(timed(
+            100,
+            1,
+            None,
+            "mid",
+            T0 + 86_400_000_000,
+            10,
+        ))])
+        .unwrap();
+    clock.advance(4 * DAY);
+    store
+        .write(&[Fragment::Span(timed(
+            101,
+            1,
+            None,
+            "new",
+            T0 + 5 * 86_400_000_000,
+            10,
+        ))])
+        .unwrap();
+    assert!(store.pin(TraceId([1; 16])).unwrap());
+    assert!(!store.pin(TraceId([222; 16])).unwrap());
+    store.flush().unwrap();
+    assert_eq!(store.partitions().len(), 3);
+    let before = store.disk_bytes();
+
+    // Day 7.5: nothing is older than retention yet.
+    clock.advance(DAY * 5 / 2);
+    assert_eq!(store.expire().unwrap(), 0);
+    // Day 8.5: day 0 is past retention; day 1 is not (it ended on day 2).
+    clock.advance(DAY);
+    assert_eq!(store.expire().unwrap(), 1);
+    assert_eq!(store.partitions().len(), 2);
+
+    assert!(store.trace(TraceId([2; 16])).unwrap().is_empty());
+    assert_eq!(store.trace(TraceId([100; 16])).unwrap().len(), 1);
+    // The pinned trace outlives its partition, summary and all.
+    assert_eq!(store.trace(TraceId([1; 16])).unwrap().len(), 50);
+    assert!(store.is_pinned(TraceId([1; 16])).unwrap());
+    assert_eq!(
+        store.summaries(&[TraceId([1; 16])]).unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .spans,
+        50
+    );
+    // Gone from search and from the catalog.
+    let everything = query(0, u64::MAX - 1);
+    assert_eq!(ids(&store.search(&everything).unwrap()), vec![101, 100]);
+    assert_eq!(store.services().unwrap(), vec!["mid", "new"]);
+    assert!(store.attribute_values("payload", 10).unwrap().is_empty());
+
+    let after = store.disk_bytes();
+    assert!(
+        after < before,
+        "disk use did not go down: {before} -> {after}"
+    );
+
+    // Unpinned, it is gone too; and reopening sees what is left.
+    assert!(store.unpin(TraceId([1; 16])).unwrap());
+    assert!(store.trace(TraceId([1; 16])).unwrap().is_empty());
+    drop(store);
+    let store = open(dir.path(), clock);
+    assert_eq!(store.partitions().len(), 2);
+    assert_eq!(store.services().unwrap(), vec!["mid", "new"]);
+}
