@@ -406,3 +406,56 @@ fn retention_drops_old_partitions_frees_disk_and_spares_pins() {
     assert_eq!(store.partitions().len(), 2);
     assert_eq!(store.services().unwrap(), vec!["mid", "new"]);
 }
+
+#[test]
+fn search_across_partitions_is_newest_first_and_stops_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = open(dir.path(), clock.clone());
+    // Six partitions, two traces each; within a partition the span written
+    // second started first, and one late span lands a partition later than
+    // its start.
+    for day in 0..6u64 {
+        let base = T0 + day * 86_400_000_000;
+        let t = (day * 2 + 1) as u8;
+        store
+            .write(&[
+                Fragment::Span(timed(t, 1, None, "svc", base + 2_000, 10)),
+                Fragment::Span(timed(t + 1, 1, None, "svc", base + 1_000, 10)),
+            ])
+            .unwrap();
+        clock.advance(DAY);
+    }
+    store
+        .write(&[Fragment::Span(timed(50, 1, None, "svc", T0 + 5_000, 10))])
+        .unwrap();
+    assert_eq!(store.partitions().len(), 7);
+    let q = SearchQuery {
+        service: Some("svc".into()),
+        limit: 5,
+        ..query(T0, T0 + 10 * 86_400_000_000)
+    };
+    assert_eq!(ids(&store.search(&q).unwrap()), vec![11, 12, 9, 10, 7]);
+    // The oldest, including the late one, in start order.
+    let q = SearchQuery {
+        limit: 4,
+        ..query(T0, T0 + 86_400_000_000 - 1)
+    };
+    assert_eq!(ids(&store.search(&q).unwrap()), vec![50, 1, 2]);
+}
+
+#[test]
+fn a_corrupt_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store.write(&[span(1, 1, "a", "x")]).unwrap();
+    }
+    // CURRENT names a manifest that is not there.
+    std::fs::write(dir.path().join("CURRENT"), "MANIFEST-999999\n").unwrap();
+    let err = Store::open(dir.path(), &StoreConfig::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("not a phosphor data directory"),
+        "{err}"
+    );
+}

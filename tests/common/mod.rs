@@ -117,6 +117,12 @@ impl Server {
         self.log.try_iter().collect()
     }
 
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
     /// GET a JSON document; returns the status and body.
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let resp = reqwest::get(self.url(path)).await.expect("GET");
