@@ -496,7 +496,7 @@ fn a_trace_of_ten_thousand_spans() {
                 .build();
             if let Fragment::Span(sp) = &mut f {
                 sp.span_id = SpanId((u64::from(i) + 1).to_be_bytes());
-                sp.parent_span_id = (i > 0).then(|| SpanId(((u64::from(i) + 1) / 2).to_be_bytes()));
+                sp.parent_span_id = (i > 0).then(|| SpanId(u64::from(i).div_ceil(2).to_be_bytes()));
             }
             f
         })
@@ -531,7 +531,7 @@ fn duplicate_span_ids_are_all_kept() {
         .build();
     let server = s(5, 1, None, "cards", "get").at(T0 + 10, 80).build();
     store.write(&[client.clone(), server.clone()]).unwrap();
-    store.write(&[client.clone()]).unwrap();
+    store.write(std::slice::from_ref(&client)).unwrap();
     let got = store.trace(tid(5)).unwrap();
     assert_eq!(got, vec![client.clone(), server, client]);
     let hits = store.search(&svc("cards")).unwrap();
