@@ -35,6 +35,7 @@ pub mod keys;
 pub mod model;
 pub mod search;
 pub mod summary;
+pub mod synth;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -724,6 +725,18 @@ impl Store {
         for name in names {
             if let Ok(cf) = self.cf(&name) {
                 self.db.flush_cf(&cf)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compacts every column family fully (for size measurements).
+    pub fn compact(&self) -> Result<()> {
+        for p in self.partitions() {
+            for name in [cf::spans(p), cf::index(p)] {
+                if let Ok(cf) = self.cf(&name) {
+                    self.db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+                }
             }
         }
         Ok(())
