@@ -28,6 +28,7 @@
 //!   spans, and expires with its partition.
 //! - A write returns once its batch is in the write-ahead log.
 
+mod catalog;
 pub mod cf;
 mod error;
 mod index;
@@ -38,6 +39,8 @@ pub mod summary;
 pub mod synth;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use catalog::PartitionCatalog;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -167,7 +170,7 @@ pub struct Store {
     /// Open partitions, by id.
     partitions: RwLock<BTreeSet<u64>>,
     /// Catalog keys known to be on disk, per partition.
-    catalog: Mutex<BTreeMap<u64, HashSet<Vec<u8>>>>,
+    catalog: Mutex<BTreeMap<u64, PartitionCatalog>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -304,7 +307,7 @@ impl Store {
         let mut catalog = BTreeMap::new();
         for &p in &partitions {
             let cf = db.cf_handle(&cf::index(p)).expect("index column family");
-            let mut known = HashSet::new();
+            let mut known = PartitionCatalog::default();
             let mut it = db.raw_iterator_cf(&cf);
             it.seek([keys::CATALOG_SERVICE]);
             while let Some(k) = it.key() {
@@ -396,7 +399,7 @@ impl Store {
             self.catalog
                 .lock()
                 .expect("catalog lock")
-                .insert(p, HashSet::new());
+                .insert(p, PartitionCatalog::default());
             tracing::info!(partition = p, "new time partition");
         }
         Ok(p)
@@ -445,29 +448,32 @@ impl Store {
         for (k, v) in &writes.merges {
             batch.merge_cf(&index_cf, k, v);
         }
+        // Catalog entries not yet known are taken into the cache now (so a
+        // key over its value cap stays over it within the batch) and put
+        // back out if the write fails.
         let new_catalog: Vec<Vec<u8>> = {
-            let cat = self.catalog.lock().expect("catalog lock");
-            let known = cat.get(&p);
+            let mut cat = self.catalog.lock().expect("catalog lock");
+            let known = cat.entry(p).or_default();
             writes
                 .catalog
                 .into_iter()
-                .filter(|k| known.is_none_or(|s| !s.contains(k)))
+                .filter(|k| known.insert(k.clone()))
                 .collect()
         };
         for k in &new_catalog {
             batch.put_cf(&index_cf, k, []);
         }
 
-        self.db.write_opt(batch, &self.write_opts)?;
-        if !new_catalog.is_empty() {
-            self.catalog
-                .lock()
-                .expect("catalog lock")
-                .entry(p)
-                .or_default()
-                .extend(new_catalog);
+        let result = self.db.write_opt(batch, &self.write_opts);
+        if result.is_err() {
+            let mut cat = self.catalog.lock().expect("catalog lock");
+            if let Some(known) = cat.get_mut(&p) {
+                for k in &new_catalog {
+                    known.remove(k);
+                }
+            }
         }
-        Ok(())
+        Ok(result?)
     }
 
     fn read_prefix(&self, cf_name: &str, trace: TraceId, out: &mut Vec<Fragment>) -> Result<()> {
@@ -535,8 +541,8 @@ impl Store {
     fn catalog_keys(&self, tag: u8) -> Vec<Vec<u8>> {
         let cat = self.catalog.lock().expect("catalog lock");
         let mut out: BTreeSet<Vec<u8>> = BTreeSet::new();
-        for keys in cat.values() {
-            out.extend(keys.iter().filter(|k| k.first() == Some(&tag)).cloned());
+        for c in cat.values() {
+            out.extend(c.keys.iter().filter(|k| k.first() == Some(&tag)).cloned());
         }
         out.into_iter().collect()
     }
@@ -584,8 +590,9 @@ impl Store {
         let cat = self.catalog.lock().expect("catalog lock");
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for keys_of_p in cat.values().rev() {
-            let mut vals: Vec<&str> = keys_of_p
+        for c in cat.values().rev() {
+            let mut vals: Vec<&str> = c
+                .keys
                 .iter()
                 .filter_map(|k| keys::decode_fields(k, keys::CATALOG_ATTR_VALUE, 2))
                 .filter(|f| f[0] == key)
