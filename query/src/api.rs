@@ -121,6 +121,12 @@ pub struct SpanJson {
     pub protocols: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub legacy_span_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Microseconds clock-skew adjustment moved this span (0: not moved).
+    pub clock_skew_shift: i64,
+    /// Microseconds this span spends on the critical path.
+    pub critical_time: u64,
     pub warnings: Vec<String>,
 }
 
@@ -169,6 +175,9 @@ impl SpanJson {
                 .collect(),
             protocols: n.protocols.iter().map(|p| p.as_str()).collect(),
             legacy_span_id: n.legacy_span_id.clone(),
+            host: n.host.clone(),
+            clock_skew_shift: n.skew_shift_ns / 1_000,
+            critical_time: us(n.critical_ns),
             warnings: n.warnings.clone(),
         }
     }
@@ -193,6 +202,9 @@ pub struct TraceJson {
     pub pinned: bool,
     /// Depth-first order; `parentIndex` and `children` index this list.
     pub spans: Vec<SpanJson>,
+    /// The chain of span segments that bounds the trace's latency, in time
+    /// order: `{index, startTime, duration}`.
+    pub critical_path: Vec<serde_json::Value>,
 }
 
 impl TraceJson {
@@ -213,6 +225,14 @@ impl TraceJson {
                 .iter()
                 .enumerate()
                 .map(|(i, n)| SpanJson::of(i, n))
+                .collect(),
+            critical_path: t
+                .critical_path
+                .iter()
+                .map(|s| {
+                    json!({"index": s.index, "startTime": us(s.start_ns),
+                           "duration": us(s.end_ns - s.start_ns)})
+                })
                 .collect(),
         }
     }
@@ -259,8 +279,26 @@ impl From<&TraceSummary> for SummaryJson {
 async fn get_trace(
     State(q): State<QueryService>,
     Path(id): Path<String>,
+    p: Pairs,
 ) -> Result<Json<TraceJson>, ApiError> {
-    let t = q.trace(&id).await?;
+    let mut options = crate::assemble::Options::default();
+    for (k, v) in pairs(p)? {
+        match (k.as_str(), v.as_str()) {
+            ("raw", "true" | "1") => options.adjust_skew = false,
+            ("raw", "false" | "0" | "") => {}
+            ("raw", other) => {
+                return Err(ApiError::bad_request(format!(
+                    "raw must be true or false, not {other:?}"
+                )));
+            }
+            (other, _) => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?} (raw)"
+                )));
+            }
+        }
+    }
+    let t = q.trace_with(&id, options).await?;
     let pinned = q.is_pinned(t.trace_id).await?;
     Ok(Json(TraceJson::of(&t, pinned)))
 }
@@ -593,5 +631,64 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn skew_is_adjusted_unless_raw_and_the_critical_path_comes_along() {
+        use phosphor_store::model::{KeyValue, Protocol, Span, SpanKind, StatusCode as St};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let span = |id: u8, parent: Option<u8>, kind, host: &str, start: u64, end: u64| {
+            Fragment::Span(Span {
+                trace_id: TraceId([3; 16]),
+                span_id: SpanId([id; 8]),
+                parent_span_id: parent.map(|p| SpanId([p; 8])),
+                name: format!("s{id}"),
+                kind,
+                service: host.into(),
+                start_ns: start * 1_000,
+                end_ns: end * 1_000,
+                status: St::Unset,
+                status_message: String::new(),
+                attributes: vec![],
+                resource: vec![KeyValue::string("host.name", host)],
+                scope: None,
+                events: vec![],
+                links: vec![],
+                protocol: Protocol::OtlpGrpc,
+            })
+        };
+        store
+            .write(&[
+                span(1, None, SpanKind::Client, "a", 1_000, 2_000),
+                span(2, Some(1), SpanKind::Server, "b", 500, 1_300),
+            ])
+            .unwrap();
+        let q = QueryService::new(Arc::new(store));
+        let id = "03".repeat(16);
+        let (_, t) = get(&q, &format!("/api/v1/traces/{id}")).await;
+        assert_eq!(t["spans"][1]["startTime"], 1_100);
+        assert_eq!(t["spans"][1]["clockSkewShift"], 600);
+        assert_eq!(t["spans"][1]["host"], "b");
+        assert!(
+            t["spans"][1]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("clock skew")
+        );
+        assert_eq!(
+            t["criticalPath"],
+            json!([
+                {"index": 0, "startTime": 1_000, "duration": 100},
+                {"index": 1, "startTime": 1_100, "duration": 800},
+                {"index": 0, "startTime": 1_900, "duration": 100}
+            ])
+        );
+        assert_eq!(t["spans"][0]["criticalTime"], 200);
+        let (_, raw) = get(&q, &format!("/api/v1/traces/{id}?raw=true")).await;
+        assert_eq!(raw["spans"][1]["startTime"], 500);
+        assert_eq!(raw["spans"][1]["clockSkewShift"], 0);
+        let (status, _) = get(&q, &format!("/api/v1/traces/{id}?raw=maybe")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 }

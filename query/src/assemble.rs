@@ -53,6 +53,12 @@ pub struct Node {
     pub placeholder: bool,
     /// The original free-string span ID of a phosphor annotation.
     pub legacy_span_id: Option<String>,
+    /// The host the span ran on (`host.name`), where known.
+    pub host: Option<String>,
+    /// How far clock-skew adjustment moved this span, in nanoseconds.
+    pub skew_shift_ns: i64,
+    /// Time this span spends on the critical path, in nanoseconds.
+    pub critical_ns: u64,
     pub warnings: Vec<String>,
 }
 
@@ -79,6 +85,31 @@ pub struct Trace {
     pub warnings: Vec<String>,
     pub start_ns: u64,
     pub end_ns: u64,
+    /// The chain of span segments that bounds the trace's latency, in time
+    /// order.
+    pub critical_path: Vec<Segment>,
+}
+
+/// A stretch of time one span spends on the critical path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// Index of the span in [`Trace::spans`].
+    pub index: usize,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// How to assemble.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Correct clock skew between hosts (off: the data as stored).
+    pub adjust_skew: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { adjust_skew: true }
+    }
 }
 
 impl Trace {
@@ -137,12 +168,23 @@ fn blank_node(span_id: SpanId) -> Node {
         incomplete: false,
         placeholder: false,
         legacy_span_id: None,
+        host: None,
+        skew_shift_ns: 0,
+        critical_ns: 0,
         warnings: vec![],
     }
 }
 
+fn host_of(kvs: &[KeyValue]) -> Option<String> {
+    kvs.iter()
+        .find(|kv| kv.key == "host.name")
+        .map(|kv| kv.value.to_string())
+}
+
 fn span_node(s: Span) -> Node {
+    let host = host_of(&s.attributes).or_else(|| host_of(&s.resource));
     Node {
+        host,
         parent_span_id: s.parent_span_id,
         name: s.name,
         service: s.service,
@@ -164,7 +206,8 @@ fn span_node(s: Span) -> Node {
 #[derive(Default)]
 struct Group<'a> {
     client: Vec<&'a Annotation>,
-    server: Vec<&'a Annotation>,
+    /// Server sides by host: several servers may answer one client.
+    server: std::collections::BTreeMap<&'a str, Vec<&'a Annotation>>,
     events: Vec<&'a Annotation>,
 }
 
@@ -203,6 +246,12 @@ fn side_node(
         .or_else(|| span_operation.map(str::to_string))
         .unwrap_or_else(|| start.or(end).unwrap_or(a0).default_name());
     node.protocols = vec![Protocol::PhosphorUdp];
+    node.host = start
+        .or(end)
+        .into_iter()
+        .chain(anns.iter().copied())
+        .map(|a| a.hostname.clone())
+        .find(|h| !h.is_empty());
 
     let start_ns = start.map(|a| us_to_ns(a.timestamp_us)).or_else(|| {
         // An end that carries its duration gives the start too.
@@ -304,8 +353,14 @@ fn event_of(a: &Annotation) -> Event {
     }
 }
 
-/// Assembles a trace from its fragments, in any order.
+/// Assembles a trace from its fragments, in any order, with clock skew
+/// adjusted.
 pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
+    assemble_with(trace_id, fragments, Options::default())
+}
+
+/// Assembles a trace from its fragments, in any order.
+pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Options) -> Trace {
     // Drop exact duplicates (a client that resent, a retried export).
     let mut seen = HashSet::new();
     let fragments: Vec<Fragment> = fragments
@@ -331,17 +386,54 @@ pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
                 });
                 match a.kind.side() {
                     Side::Client => g.client.push(a),
-                    Side::Server => g.server.push(a),
+                    Side::Server => g.server.entry(&a.hostname).or_default().push(a),
                     Side::Event => g.events.push(a),
                 }
             }
         }
     }
-    nodes.extend(spans.into_iter().map(span_node));
+    // Spans that share an ID and a role but differ: the trace still renders,
+    // and says so.
+    let mut roles: HashMap<(SpanId, bool), usize> = HashMap::new();
+    for sp in &spans {
+        *roles
+            .entry((
+                sp.span_id,
+                matches!(sp.kind, SpanKind::Server | SpanKind::Consumer),
+            ))
+            .or_default() += 1;
+    }
+    let conflicting: HashSet<(SpanId, bool)> = roles
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    let mut conflict_warnings = Vec::new();
+    for &(id, _) in &conflicting {
+        conflict_warnings.push(format!(
+            "span {id} arrived more than once with different content; every version is shown"
+        ));
+    }
+    conflict_warnings.sort();
+    nodes.extend(spans.into_iter().map(|sp| {
+        let key = (
+            sp.span_id,
+            matches!(sp.kind, SpanKind::Server | SpanKind::Consumer),
+        );
+        let mut n = span_node(sp);
+        if conflicting.contains(&key) {
+            n.warnings
+                .push("conflicting duplicate: this span ID arrived with different content".into());
+        }
+        n
+    }));
 
     // Arrival order must not matter: each side in time order.
     for g in groups.values_mut() {
-        for v in [&mut g.client, &mut g.server, &mut g.events] {
+        for v in [&mut g.client, &mut g.events]
+            .into_iter()
+            .chain(g.server.values_mut())
+        {
             v.sort_by(|a, b| {
                 (a.timestamp_us, a.kind.as_str(), &a.attributes).cmp(&(
                     b.timestamp_us,
@@ -354,7 +446,11 @@ pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
     group_order.sort();
     for id in &group_order {
         let g = &groups[id];
-        let span_operation = g.client.iter().chain(&g.server).find_map(|a| a.operation());
+        let span_operation = g
+            .client
+            .iter()
+            .chain(g.server.values().flatten())
+            .find_map(|a| a.operation());
         let span_operation = span_operation.as_deref();
         let client = (!g.client.is_empty()).then(|| {
             side_node(
@@ -365,18 +461,23 @@ pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
                 span_operation,
             )
         });
-        let server = (!g.server.is_empty()).then(|| {
-            side_node(
-                &g.server,
-                Side::Server,
-                AnnotationType::ServerRecv,
-                AnnotationType::ServerSend,
-                span_operation,
-            )
-        });
+        let mut servers: Vec<Node> = g
+            .server
+            .values()
+            .map(|anns| {
+                side_node(
+                    anns,
+                    Side::Server,
+                    AnnotationType::ServerRecv,
+                    AnnotationType::ServerSend,
+                    span_operation,
+                )
+            })
+            .collect();
+        servers.sort_by_key(|n| n.start_ns);
         let events: Vec<Event> = g.events.iter().map(|a| event_of(a)).collect();
-        match (client, server) {
-            (None, None) => {
+        match (client, servers.is_empty()) {
+            (None, true) => {
                 // Only events: a span we know nothing else about.
                 let mut n = side_node(
                     &g.events,
@@ -397,23 +498,32 @@ pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
                     .unwrap_or(n.start_ns);
                 nodes.push(n);
             }
-            (client, server) => {
-                let has_server = server.is_some();
+            (client, no_server) => {
                 if let Some(mut c) = client {
-                    if !has_server {
+                    if no_server {
                         c.events = events.clone();
                     }
                     nodes.push(c);
                 }
-                if let Some(mut s) = server {
-                    s.events = events;
+                // Events go on the first server side, where the work was.
+                let mut events = Some(events);
+                for mut s in servers {
+                    if let Some(e) = events.take() {
+                        s.events = e;
+                    }
                     nodes.push(s);
                 }
             }
         }
     }
 
-    link_tree(trace_id, legacy_id, nodes)
+    let mut t = link_tree(trace_id, legacy_id, nodes);
+    t.warnings.extend(conflict_warnings);
+    if options.adjust_skew {
+        adjust_skew(&mut t);
+    }
+    t.critical_path = critical_path(&mut t);
+    t
 }
 
 /// Resolves parents, adds placeholders for missing ones, and orders the
@@ -445,11 +555,14 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
         };
         match by_id.get(&pid) {
             Some(cands) => {
-                let pick = cands.iter().copied().filter(|&j| j != i).max_by_key(|&j| {
+                // The caller's own process: a server side, and of several
+                // servers the one on the host this call was made from.
+                let pick = cands.iter().copied().filter(|&j| j != i).min_by_key(|&j| {
                     let c = &nodes[j];
-                    (c.side == Some(Side::Server)
-                        || matches!(c.kind, SpanKind::Server | SpanKind::Consumer))
-                        as u8
+                    let server_like = c.side == Some(Side::Server)
+                        || matches!(c.kind, SpanKind::Server | SpanKind::Consumer);
+                    let same_host = c.host.is_some() && c.host == n.host;
+                    (!server_like, !same_host, j)
                 });
                 parent[i] = pick;
             }
@@ -587,7 +700,198 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
         warnings,
         start_ns,
         end_ns,
+        critical_path: Vec::new(),
     }
+}
+
+fn is_caller(n: &Node) -> bool {
+    matches!(n.kind, SpanKind::Client | SpanKind::Producer)
+}
+
+fn is_callee(n: &Node) -> bool {
+    matches!(n.kind, SpanKind::Server | SpanKind::Consumer)
+}
+
+/// A signed shift for people: `+600ns`, `-47µs`, `+1.5ms`.
+fn micros(ns: i64) -> String {
+    match ns.unsigned_abs() {
+        0..1_000 => format!("{ns:+}ns"),
+        1_000..1_000_000 => format!("{:+}µs", ns / 1_000),
+        _ => format!("{:+.1}ms", ns as f64 / 1e6),
+    }
+}
+
+/// Corrects clock skew across client → server edges between hosts (the
+/// Zipkin and Jaeger rule): a server side that falls outside its client
+/// side moves, with its whole subtree, to the middle of the client side,
+/// leaving half the unexplained latency on each side. A one-way message
+/// received before it was sent moves to the send. Same-host edges never
+/// move, and a server side longer than its client is left as it is (no
+/// shift can explain it). Every moved span says by how much.
+pub fn adjust_skew(t: &mut Trace) {
+    let n = t.spans.len();
+    let mut shift = vec![0i64; n];
+    let mut own: Vec<Option<String>> = vec![None; n];
+    let mut unexplained = Vec::new();
+    // Depth-first order: a parent's shift is known before its children's.
+    for i in 0..n {
+        let Some(p) = t.spans[i].parent else { continue };
+        shift[i] = shift[p];
+        let (parent, child) = (&t.spans[p], &t.spans[i]);
+        if !(is_caller(parent) && is_callee(child))
+            || parent.placeholder
+            || parent.incomplete
+            || child.incomplete
+            || (parent.host.is_some() && parent.host == child.host)
+        {
+            continue;
+        }
+        let ps = parent.start_ns as i64 + shift[p];
+        let pe = parent.end_ns as i64 + shift[p];
+        let cs = child.start_ns as i64 + shift[i];
+        let ce = child.end_ns as i64 + shift[i];
+        let one_way = parent.kind == SpanKind::Producer || child.kind == SpanKind::Consumer;
+        let delta = if one_way {
+            (ps - cs).max(0)
+        } else if cs >= ps && ce <= pe {
+            0
+        } else if ce - cs > pe - ps {
+            let w = format!(
+                "clock skew: this server side lasts longer than its client side ({} vs {}); \
+                 no shift explains that, so it is shown as stored",
+                micros(ce - cs),
+                micros(pe - ps)
+            );
+            unexplained.push((i, w));
+            0
+        } else {
+            ps + ((pe - ps) - (ce - cs)) / 2 - cs
+        };
+        if delta != 0 {
+            shift[i] += delta;
+            own[i] = Some(format!(
+                "clock skew: moved {} to sit inside its client span (host {} called host {})",
+                micros(delta),
+                parent.host.as_deref().unwrap_or("unknown"),
+                child.host.as_deref().unwrap_or("unknown"),
+            ));
+        }
+    }
+    for (i, w) in unexplained {
+        t.spans[i].warnings.push(w);
+    }
+    let mut moved = 0;
+    for (i, node) in t.spans.iter_mut().enumerate() {
+        let d = shift[i];
+        if d == 0 {
+            continue;
+        }
+        moved += 1;
+        let mv = |x: u64| (x as i64 + d).max(0) as u64;
+        node.start_ns = mv(node.start_ns);
+        node.end_ns = mv(node.end_ns);
+        for e in &mut node.events {
+            e.time_ns = mv(e.time_ns);
+        }
+        node.skew_shift_ns = d;
+        if let Some(w) = own[i].take() {
+            node.warnings.push(w);
+        }
+        let with_parent = node.parent.map_or(0, |p| shift[p]);
+        if with_parent != 0 {
+            node.warnings.push(format!(
+                "clock skew: moved {} with its parent",
+                micros(with_parent)
+            ));
+        }
+    }
+    if moved > 0 {
+        t.warnings.push(format!(
+            "clock skew adjusted on {moved} span(s); raw=true shows the data as stored"
+        ));
+        t.start_ns = t.spans.iter().map(|n| n.start_ns).min().unwrap_or(0);
+        t.end_ns = t.spans.iter().map(|n| n.end_ns).max().unwrap_or(0);
+    }
+}
+
+/// The critical path: from the end of the trace backwards, the
+/// last-finishing child of each span (clipped to its parent), then the
+/// child that finished before that one started, and so on; the time no
+/// child covers belongs to the span itself. Returns the segments in time
+/// order and sets each span's `critical_ns`.
+pub fn critical_path(t: &mut Trace) -> Vec<Segment> {
+    struct Frame {
+        owner: Option<usize>,
+        kids: Vec<usize>,
+        next: usize,
+        lo: u64,
+        hi: u64,
+        cursor: u64,
+    }
+    let spans = &t.spans;
+    let sorted = |kids: Vec<usize>| {
+        let mut k = kids;
+        k.sort_by_key(|&c| (std::cmp::Reverse(spans[c].end_ns), spans[c].start_ns, c));
+        k
+    };
+    let roots: Vec<usize> = (0..spans.len())
+        .filter(|&i| spans[i].parent.is_none())
+        .collect();
+    let mut out = Vec::new();
+    let mut stack = vec![Frame {
+        owner: None,
+        kids: sorted(roots),
+        next: 0,
+        lo: t.start_ns,
+        hi: t.end_ns,
+        cursor: t.end_ns,
+    }];
+    while let Some(f) = stack.last_mut() {
+        if f.next < f.kids.len() {
+            let c = f.kids[f.next];
+            f.next += 1;
+            let cs = spans[c].start_ns.max(f.lo);
+            let ce = spans[c].end_ns.min(f.hi);
+            if ce > f.cursor || ce <= cs {
+                continue;
+            }
+            if let Some(o) = f.owner
+                && f.cursor > ce
+            {
+                out.push(Segment {
+                    index: o,
+                    start_ns: ce,
+                    end_ns: f.cursor,
+                });
+            }
+            f.cursor = cs;
+            let kids = sorted(spans[c].children.clone());
+            stack.push(Frame {
+                owner: Some(c),
+                kids,
+                next: 0,
+                lo: cs,
+                hi: ce,
+                cursor: ce,
+            });
+        } else {
+            if let Some(o) = f.owner
+                && f.cursor > f.lo
+            {
+                out.push(Segment {
+                    index: o,
+                    start_ns: f.lo,
+                    end_ns: f.cursor,
+                });
+            }
+            stack.pop();
+        }
+    }
+    out.sort_by_key(|s| (s.start_ns, s.index));
+    for seg in &out {
+        t.spans[seg.index].critical_ns += seg.end_ns - seg.start_ns;
+    }
+    out
 }
 
 /// Renders an attribute value as JSON.
@@ -823,5 +1127,241 @@ mod tests {
         );
         assert_eq!(t.spans.len(), 2);
         assert!(t.warnings.iter().any(|w| w.contains("cycle")));
+    }
+
+    fn span_on(
+        id: u8,
+        parent: Option<u8>,
+        kind: SpanKind,
+        host: &str,
+        start: u64,
+        end: u64,
+    ) -> Fragment {
+        let Fragment::Span(mut s) = otlp(id, parent, start, end, &format!("s{id}")) else {
+            unreachable!()
+        };
+        s.kind = kind;
+        s.resource.push(KeyValue::string("host.name", host));
+        Fragment::Span(s)
+    }
+
+    fn times(t: &Trace, id: u8) -> (u64, u64) {
+        let n = t.spans.iter().find(|n| n.span_id == sid(id)).unwrap();
+        (n.start_ns, n.end_ns)
+    }
+
+    fn node(t: &Trace, id: u8) -> &Node {
+        t.spans.iter().find(|n| n.span_id == sid(id)).unwrap()
+    }
+
+    use SpanKind::{Client, Consumer, Internal, Producer, Server};
+
+    #[test]
+    fn a_server_that_starts_before_its_client_moves_inside_it_with_its_subtree() {
+        let f = vec![
+            span_on(1, None, Client, "a", 1_000, 2_000),
+            span_on(2, Some(1), Server, "b", 500, 1_300),
+            span_on(3, Some(2), Internal, "b", 600, 700),
+        ];
+        let t = assemble(T, f.clone());
+        assert_eq!(times(&t, 2), (1_100, 1_900), "centred: 100 on each side");
+        assert_eq!(times(&t, 3), (1_200, 1_300), "moved with its parent");
+        assert_eq!(node(&t, 2).skew_shift_ns, 600);
+        assert!(
+            node(&t, 2).warnings[0].contains("moved +0µs")
+                || node(&t, 2).warnings[0].contains("clock skew")
+        );
+        assert!(
+            node(&t, 3)
+                .warnings
+                .iter()
+                .any(|w| w.contains("with its parent"))
+        );
+        assert!(
+            t.warnings
+                .iter()
+                .any(|w| w.contains("clock skew adjusted on 2"))
+        );
+        // raw: as stored.
+        let raw = assemble_with(T, f, Options { adjust_skew: false });
+        assert_eq!(times(&raw, 2), (500, 1_300));
+        assert_eq!(node(&raw, 2).skew_shift_ns, 0);
+    }
+
+    #[test]
+    fn a_server_longer_than_its_client_cannot_be_explained_and_stays() {
+        let t = assemble(
+            T,
+            vec![
+                span_on(1, None, Client, "a", 1_000, 2_000),
+                span_on(2, Some(1), Server, "b", 900, 2_200),
+            ],
+        );
+        assert_eq!(times(&t, 2), (900, 2_200));
+        assert!(node(&t, 2).warnings[0].contains("lasts longer than its client"));
+    }
+
+    #[test]
+    fn one_way_messages_move_only_when_received_before_sent() {
+        let t = assemble(
+            T,
+            vec![
+                span_on(1, None, Producer, "a", 1_000, 1_010),
+                span_on(2, Some(1), Consumer, "b", 500, 5_000),
+            ],
+        );
+        assert_eq!(times(&t, 2), (1_000, 5_500));
+        // Received after the producer finished: normal for a queue.
+        let t = assemble(
+            T,
+            vec![
+                span_on(1, None, Producer, "a", 1_000, 1_010),
+                span_on(2, Some(1), Consumer, "b", 3_000, 9_000),
+            ],
+        );
+        assert_eq!(times(&t, 2), (3_000, 9_000));
+        assert_eq!(node(&t, 2).skew_shift_ns, 0);
+    }
+
+    #[test]
+    fn same_host_edges_are_never_shifted() {
+        let t = assemble(
+            T,
+            vec![
+                span_on(1, None, Client, "a", 1_000, 2_000),
+                span_on(2, Some(1), Server, "a", 500, 1_300),
+            ],
+        );
+        assert_eq!(times(&t, 2), (500, 1_300));
+        assert!(t.warnings.iter().all(|w| !w.contains("clock skew")));
+    }
+
+    #[test]
+    fn nested_skew_on_two_hops() {
+        let t = assemble(
+            T,
+            vec![
+                span_on(1, None, Client, "a", 0, 10_000),
+                span_on(2, Some(1), Server, "b", 20_000, 28_000),
+                span_on(3, Some(2), Client, "b", 21_000, 27_000),
+                span_on(4, Some(3), Server, "c", 50_000, 55_000),
+            ],
+        );
+        assert_eq!(times(&t, 2), (1_000, 9_000));
+        assert_eq!(times(&t, 3), (2_000, 8_000));
+        assert_eq!(times(&t, 4), (2_500, 7_500));
+        assert_eq!(node(&t, 4).skew_shift_ns, -47_500);
+        assert_eq!((t.start_ns, t.end_ns), (0, 10_000));
+    }
+
+    fn crit(t: &Trace) -> Vec<(String, u64, u64)> {
+        t.critical_path
+            .iter()
+            .map(|s| (t.spans[s.index].name.clone(), s.start_ns, s.end_ns))
+            .collect()
+    }
+
+    #[test]
+    fn critical_path_walks_the_last_finishing_child_first() {
+        let t = assemble(
+            T,
+            vec![
+                otlp(1, None, 0, 100, "root"),
+                otlp(2, Some(1), 10, 25, "a"),
+                otlp(3, Some(1), 30, 90, "b"),
+                otlp(4, Some(1), 50, 60, "c"),
+            ],
+        );
+        let s = |n: &str, a, b| (n.to_string(), a, b);
+        assert_eq!(
+            crit(&t),
+            vec![
+                s("root", 0, 10),
+                s("a", 10, 25),
+                s("root", 25, 30),
+                s("b", 30, 90),
+                s("root", 90, 100)
+            ]
+        );
+        assert_eq!(node(&t, 1).critical_ns, 25);
+        assert_eq!(
+            node(&t, 4).critical_ns,
+            0,
+            "c overlaps b, which finished later"
+        );
+    }
+
+    #[test]
+    fn critical_path_clips_children_that_outlive_their_parent() {
+        let t = assemble(
+            T,
+            vec![
+                otlp(1, None, 0, 100, "root"),
+                otlp(2, Some(1), 50, 150, "late"),
+            ],
+        );
+        let s = |n: &str, a, b| (n.to_string(), a, b);
+        assert_eq!(crit(&t), vec![s("root", 0, 50), s("late", 50, 100)]);
+    }
+
+    #[test]
+    fn several_servers_answering_one_client_stay_distinct() {
+        let mut f = vec![ann(ClientSend, 1, None, 100), ann(ClientRecv, 1, None, 200)];
+        for (host, sr, ss) in [("s1", 110, 150), ("s2", 120, 190)] {
+            for (kind, ts) in [(ServerRecv, sr), (ServerSend, ss)] {
+                let mut a = ann(kind, 1, None, ts);
+                if let Fragment::Annotation(x) = &mut a {
+                    x.hostname = host.into();
+                }
+                f.push(a);
+            }
+        }
+        // A call made from s2 hangs under s2's server side.
+        let mut child = ann(ClientSend, 2, Some(1), 130);
+        if let Fragment::Annotation(x) = &mut child {
+            x.hostname = "s2".into();
+        }
+        f.push(child);
+        let t = assemble(T, f);
+        let servers: Vec<&Node> = t
+            .spans
+            .iter()
+            .filter(|n| n.side == Some(Side::Server))
+            .collect();
+        assert_eq!(servers.len(), 2);
+        assert!(servers.iter().all(|s| s.parent == Some(0)));
+        let c = node(&t, 2);
+        assert_eq!(t.spans[c.parent.unwrap()].host.as_deref(), Some("s2"));
+    }
+
+    #[test]
+    fn conflicting_duplicates_render_and_say_so() {
+        let t = assemble(
+            T,
+            vec![
+                otlp(1, None, 0, 100, "root"),
+                otlp(1, None, 0, 120, "root (again)"),
+            ],
+        );
+        assert_eq!(t.spans.len(), 2);
+        assert!(
+            t.warnings
+                .iter()
+                .any(|w| w.contains("more than once with different content"))
+        );
+        assert!(
+            t.spans
+                .iter()
+                .all(|n| n.warnings.iter().any(|w| w.contains("conflicting")))
+        );
+    }
+
+    #[test]
+    fn a_trace_without_a_root_still_renders() {
+        let t = assemble(T, vec![otlp(2, Some(9), 0, 10, "orphan")]);
+        assert_eq!(t.spans.len(), 2);
+        assert!(t.spans[0].placeholder);
+        // The orphan covers all of its placeholder's time.
+        assert_eq!(crit(&t), vec![("orphan".to_string(), 0, 10)]);
     }
 }

@@ -100,6 +100,12 @@ impl QueryService {
     /// Reads and assembles a trace. `id` is 32 (or 16) hex digits, a UUID, or
     /// a legacy phosphor string ID.
     pub async fn trace(&self, id: &str) -> Result<Trace> {
+        self.trace_with(id, assemble::Options::default()).await
+    }
+
+    /// Reads and assembles a trace with the given options (`raw`: no clock
+    /// skew adjustment).
+    pub async fn trace_with(&self, id: &str, options: assemble::Options) -> Result<Trace> {
         let (trace_id, _) = TraceId::parse(id)?;
         let id = id.to_string();
         self.blocking(move |store| {
@@ -107,7 +113,7 @@ impl QueryService {
             if fragments.is_empty() {
                 return Err(Error::TraceNotFound(id));
             }
-            Ok(assemble::assemble(trace_id, fragments))
+            Ok(assemble::assemble_with(trace_id, fragments, options))
         })
         .await
     }
