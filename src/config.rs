@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run everything: receivers, store, JSON API and web UI (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Play the card-payment demo system against a running phosphor.
     Demo(DemoArgs),
 }
@@ -69,7 +69,11 @@ pub struct ServeArgs {
     /// retryable error and UDP is dropped (both counted) [default: 200000].
     #[arg(long, env = "PHOSPHOR_QUEUE_SPANS", value_name = "N")]
     pub queue_spans: Option<usize>,
-    /// Largest OTLP request body, in bytes, after gzip [default: 16777216].
+    /// Zipkin POST /api/v2/spans (JSON, proto3) and /api/v1/spans (JSON)
+    /// [default: 127.0.0.1:9411].
+    #[arg(long, env = "PHOSPHOR_ZIPKIN_ADDR", value_name = "HOST:PORT")]
+    pub zipkin_addr: Option<SocketAddr>,
+    /// Largest OTLP or Zipkin request body, in bytes, after gzip [default: 16777216].
     #[arg(long, env = "PHOSPHOR_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
     /// Sync the write-ahead log on every write: acknowledged spans survive
@@ -116,6 +120,8 @@ pub struct FileConfig {
     pub otlp_grpc_addr: Option<SocketAddr>,
     /// See `--otlp-http-addr`.
     pub otlp_http_addr: Option<SocketAddr>,
+    /// See `--zipkin-addr`.
+    pub zipkin_addr: Option<SocketAddr>,
     /// See `--retention` (a string such as "7d").
     #[serde(default, deserialize_with = "de_duration")]
     pub retention: Option<Duration>,
@@ -141,6 +147,7 @@ pub struct Config {
     pub udp_addr: SocketAddr,
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
+    pub zipkin_addr: SocketAddr,
     pub retention: Duration,
     pub block_cache_bytes: usize,
     pub demo: bool,
@@ -199,6 +206,10 @@ impl Config {
                 .otlp_http_addr
                 .or(file.otlp_http_addr)
                 .unwrap_or_else(|| addr("127.0.0.1:4318")),
+            zipkin_addr: args
+                .zipkin_addr
+                .or(file.zipkin_addr)
+                .unwrap_or_else(|| addr("127.0.0.1:9411")),
             retention: args
                 .retention
                 .or(file.retention)
@@ -250,7 +261,7 @@ mod tests {
         let Some(Command::Serve(args)) = cli.command else {
             panic!("serve expected")
         };
-        let c = Config::resolve(args).unwrap();
+        let c = Config::resolve(*args).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(c.udp_addr, addr("127.0.0.1:9999"));
         assert!(c.sync_writes);

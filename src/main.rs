@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Some(Command::Serve(args)) => serve_with(args).await,
+        Some(Command::Serve(args)) => serve_with(*args).await,
         None => serve_with(cli.serve).await,
     }
 }

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use phosphor_collector::decode::Limits;
 use phosphor_collector::metrics::Metrics;
-use phosphor_collector::{OtlpReceiver, PipelineConfig, pipeline, udp};
+use phosphor_collector::{OtlpReceiver, PipelineConfig, ZipkinReceiver, pipeline, udp};
 use phosphor_query::QueryService;
 use phosphor_store::{Store, StoreConfig};
 use prometheus_client::registry::Registry;
@@ -120,20 +120,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding udp on {}", config.udp_addr))?;
     let grpc_listener = bind("otlp-grpc", config.otlp_grpc_addr).await?;
     let otlp_http_listener = bind("otlp-http", config.otlp_http_addr).await?;
+    let zipkin_listener = bind("zipkin", config.zipkin_addr).await?;
     let http_listener = bind("http", config.http_addr).await?;
 
     let udp_addr = udp_socket.local_addr()?;
     let grpc_addr = grpc_listener.local_addr()?;
     let otlp_http_addr = otlp_http_listener.local_addr()?;
+    let zipkin_addr = zipkin_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     tracing::info!(listener = "udp", addr = %udp_addr, "listening");
     tracing::info!(listener = "otlp-grpc", addr = %grpc_addr, "listening");
     tracing::info!(listener = "otlp-http", addr = %otlp_http_addr, "listening");
+    tracing::info!(listener = "zipkin", addr = %zipkin_addr, "listening");
     tracing::info!(listener = "http", addr = %http_addr, "listening");
 
     let limits = Limits::default();
     let udp_receiver = udp::start(udp_socket, ingest.clone(), limits.clone())?;
-    let otlp = OtlpReceiver::new(ingest.clone(), limits, config.max_request_bytes);
+    let otlp = OtlpReceiver::new(ingest.clone(), limits.clone(), config.max_request_bytes);
+    let zipkin = ZipkinReceiver::new(ingest.clone(), limits, config.max_request_bytes);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
@@ -166,7 +170,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     servers.spawn({
         let s = shutdown_signal(&stop_rx);
         async move {
-            phosphor_collector::serve_otlp_http(otlp_http_listener, otlp, s)
+            phosphor_collector::serve_http(otlp_http_listener, otlp.http_router(), s)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    });
+    servers.spawn({
+        let s = shutdown_signal(&stop_rx);
+        async move {
+            phosphor_collector::serve_http(zipkin_listener, zipkin.router(), s)
                 .await
                 .map_err(anyhow::Error::from)
         }

@@ -779,6 +779,7 @@ fn help_explains_every_option() {
         "--max-request-bytes",
         "--sync-writes",
         "--retention",
+        "--zipkin-addr",
         "--block-cache-bytes",
         "PHOSPHOR_DATA_DIR",
     ] {

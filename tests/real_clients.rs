@@ -94,3 +94,38 @@ async fn opentelemetry_python_sdk_over_grpc_and_http() {
     }
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_python_zipkin_exporter() {
+    let python = python();
+    if python.is_empty() {
+        eprintln!("skipped on purpose: PHOSPHOR_SKIP_REAL_CLIENTS is set");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/zipkin_sdk.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(format!("http://{}/api/v2/spans", s.zipkin))
+        .output()
+        .await
+        .expect("run the Python Zipkin script");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python failed: {stderr}");
+    assert!(!stderr.to_lowercase().contains("failed"), "{stderr}");
+    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = s.wait_trace(sent["traceId"].as_str().unwrap(), 2).await;
+    let root = span(&t, "checkout");
+    assert_eq!(root["service"], "py-zipkin");
+    assert_eq!(root["kind"], "server");
+    assert_eq!(root["protocols"][0], "zipkin");
+    assert_eq!(root["attributes"]["http.method"], "POST");
+    let child = span(&t, "reserve-stock");
+    assert_eq!(parent_name(&t, child), Some("checkout"));
+    assert_eq!(child["kind"], "client");
+    assert_eq!(child["error"], true);
+    assert_eq!(child["status"]["message"], "out of stock");
+    assert_eq!(child["events"][0]["name"], "retry");
+    s.stop();
+}

@@ -5,7 +5,7 @@
 //!   annotations) to the model.
 //! - [`pipeline`]: the one ingest path, a bounded queue and a writer thread
 //!   that coalesces batches into store write batches.
-//! - [`udp`], [`otlp`]: the receivers. Each takes a bound socket (and, for
+//! - [`udp`], [`otlp`], [`zipkin`]: the receivers. Each takes a bound socket (and, for
 //!   servers, a shutdown future) and never binds by itself.
 //! - [`metrics`]: everything received, accepted, refused, dropped, rejected
 //!   and malformed, by protocol.
@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
 pub mod udp;
+pub mod zipkin;
 
 use std::future::Future;
 
@@ -24,6 +25,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use otlp::OtlpReceiver;
 pub use pipeline::{Ingest, PipelineConfig, Writer};
+pub use zipkin::ZipkinReceiver;
 
 /// Serves OTLP/gRPC on a bound listener until `shutdown` resolves.
 pub async fn serve_otlp_grpc(
@@ -60,13 +62,14 @@ fn receiver_malformed(receiver: &OtlpReceiver) -> prometheus_client::metrics::co
         .clone()
 }
 
-/// Serves OTLP/HTTP on a bound listener until `shutdown` resolves.
-pub async fn serve_otlp_http(
+/// Serves an HTTP receiver's routes (OTLP/HTTP, Zipkin) on a bound
+/// listener until `shutdown` resolves.
+pub async fn serve_http(
     listener: TcpListener,
-    receiver: OtlpReceiver,
+    routes: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, receiver.http_router())
+    axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown)
         .await
 }

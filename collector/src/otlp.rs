@@ -201,7 +201,21 @@ fn error_reply(format: Format, status: StatusCode, code: i32, message: &str) -> 
     resp
 }
 
-fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+/// The media type of a request, lower case, without parameters.
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Inflates a gzip body, refusing more than `limit` bytes of output.
+pub(crate) fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(body)
         .take(limit as u64 + 1)
@@ -220,16 +234,7 @@ async fn http_export(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let format = match content_type.as_str() {
+    let format = match content_type(&headers).as_str() {
         "application/x-protobuf" | "application/protobuf" => Format::Protobuf,
         "application/json" => Format::Json,
         other => {

@@ -3,6 +3,7 @@
 //! - [`phosphor`]: the UDP annotation protocol (`proto/phosphor/trace.proto`),
 //!   wire-compatible with the original phosphor `Annotation`, plus the batch
 //!   framing that packs many annotations into one datagram.
+//! - [`zipkin`]: Zipkin's proto3 span format.
 //! - [`otlp`]: a re-export of `opentelemetry-proto`, the OTLP types and the
 //!   tonic service definitions.
 
@@ -74,6 +75,12 @@ pub mod phosphor {
     pub fn encode_legacy(annotation: &Annotation) -> Vec<u8> {
         annotation.encode_to_vec()
     }
+}
+
+/// Zipkin v2 spans in proto3 (`POST /api/v2/spans`, protobuf).
+pub mod zipkin {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/zipkin.proto3.rs"));
 }
 
 pub use opentelemetry_proto as otlp;

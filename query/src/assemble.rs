@@ -176,9 +176,11 @@ fn blank_node(span_id: SpanId) -> Node {
 }
 
 fn host_of(kvs: &[KeyValue]) -> Option<String> {
-    kvs.iter()
-        .find(|kv| kv.key == "host.name")
-        .map(|kv| kv.value.to_string())
+    ["host.name", "host.ip"].iter().find_map(|key| {
+        kvs.iter()
+            .find(|kv| kv.key == *key)
+            .map(|kv| kv.value.to_string())
+    })
 }
 
 fn span_node(s: Span) -> Node {
@@ -542,10 +544,16 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
     let mut missing_order = Vec::new();
     for i in 0..nodes.len() {
         let n = &nodes[i];
-        if n.side == Some(Side::Server)
-            && let Some(&c) = by_id[&n.span_id]
-                .iter()
-                .find(|&&j| nodes[j].side == Some(Side::Client))
+        // A server side sharing its client's span ID (phosphor annotations,
+        // Zipkin's shared spans) hangs under that client side.
+        let server_like = n.side == Some(Side::Server)
+            || (n.side.is_none() && matches!(n.kind, SpanKind::Server | SpanKind::Consumer));
+        if server_like
+            && let Some(&c) = by_id[&n.span_id].iter().find(|&&j| {
+                nodes[j].side == Some(Side::Client)
+                    || (nodes[j].side.is_none()
+                        && matches!(nodes[j].kind, SpanKind::Client | SpanKind::Producer))
+            })
         {
             parent[i] = Some(c);
             continue;

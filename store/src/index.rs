@@ -126,6 +126,12 @@ pub(crate) fn index_batch(
         .iter()
         .map(|s| ((s.trace_id, s.span_id), *s))
         .collect();
+    // Client sides, for server sides that share their span ID (Zipkin).
+    let callers: HashMap<(TraceId, SpanId), &Span> = spans
+        .iter()
+        .filter(|s| matches!(s.kind, SpanKind::Client | SpanKind::Producer))
+        .map(|s| ((s.trace_id, s.span_id), *s))
+        .collect();
     let mut has_remote_child: std::collections::HashSet<(TraceId, SpanId)> = Default::default();
     for s in &spans {
         let start_us = s.start_ns / 1_000;
@@ -157,8 +163,13 @@ pub(crate) fn index_batch(
             name: s.name.clone(),
             has_parent: s.parent_span_id.is_some(),
         });
-        // A call between services: this span's parent is another service's.
-        if let Some(p) = s.parent_span_id.and_then(|p| by_id.get(&(s.trace_id, p)))
+        // A call between services: this span's caller (the client side it
+        // shares an ID with, or its parent) is another service's.
+        let shared_caller = matches!(s.kind, SpanKind::Server | SpanKind::Consumer)
+            .then(|| callers.get(&(s.trace_id, s.span_id)))
+            .flatten();
+        if let Some(p) =
+            shared_caller.or_else(|| s.parent_span_id.and_then(|p| by_id.get(&(s.trace_id, p))))
             && p.service != s.service
         {
             has_remote_child.insert((p.trace_id, p.span_id));

@@ -16,6 +16,7 @@ pub struct Server {
     pub udp: SocketAddr,
     pub grpc: SocketAddr,
     pub otlp_http: SocketAddr,
+    pub zipkin: SocketAddr,
     pub data_dir: PathBuf,
     log: mpsc::Receiver<String>,
 }
@@ -43,6 +44,8 @@ impl Server {
                 "--otlp-grpc-addr",
                 "127.0.0.1:0",
                 "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--zipkin-addr",
                 "127.0.0.1:0",
             ])
             .args(extra)
@@ -85,6 +88,7 @@ impl Server {
             udp: addrs["udp"],
             grpc: addrs["otlp-grpc"],
             otlp_http: addrs["otlp-http"],
+            zipkin: addrs["zipkin"],
             data_dir: data_dir.to_path_buf(),
             log: rx,
         }
