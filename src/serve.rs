@@ -147,7 +147,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let query = QueryService::new(store.clone());
     let app = Router::new()
-        .merge(phosphor_query::api::router(query.clone()))
+        .merge(phosphor_query::routes(query.clone()))
         .merge(phosphor_web::router(query))
         .merge(
             Router::new()

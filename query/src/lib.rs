@@ -6,10 +6,15 @@
 //! - [`QueryService`]: the one query path that the JSON API and the web pages
 //!   share; store calls run on blocking threads.
 //! - [`api`]: `/api/v1` routes and their JSON shapes.
+//! - [`jaeger`], [`zipkin`]: the Jaeger query API under `/jaeger` and the
+//!   Zipkin v2 read API under `/zipkin`, in those systems' JSON shapes.
+//! - [`routes`]: all of them together.
 
 pub mod api;
 pub mod assemble;
+pub mod jaeger;
 pub mod params;
+pub mod zipkin;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +23,13 @@ use phosphor_store::model::{SpanId, TraceId};
 use phosphor_store::{Dependency, Operation, SearchHit, SearchQuery, Store};
 
 pub use assemble::{Node, Trace};
+
+/// Every query route: `/api/v1`, `/jaeger/api/...`, `/zipkin/api/v2/...`.
+pub fn routes(query: QueryService) -> axum::Router {
+    api::router(query.clone())
+        .nest("/jaeger", jaeger::router(query.clone()))
+        .nest("/zipkin", zipkin::router(query))
+}
 
 /// How far in the future (by this server's clock) a span may start and
 /// still be found by a search that ends "now".
