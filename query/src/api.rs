@@ -75,8 +75,21 @@ pub fn router(query: QueryService) -> Router {
         .route("/api/v1/attributes", get(get_attributes))
         .route("/api/v1/attributes/{key}/values", get(get_attribute_values))
         .route("/api/v1/dependencies", get(get_dependencies))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/{*rest}", get(unknown_route))
         .with_state(query)
+}
+
+/// The OpenAPI document of this API (kept in the repository as
+/// `query/openapi.json`).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 async fn unknown_route(Path(rest): Path<String>) -> ApiError {
