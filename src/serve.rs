@@ -137,7 +137,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let limits = Limits::default();
     let udp_receiver = udp::start(udp_socket, ingest.clone(), limits.clone())?;
     let otlp = OtlpReceiver::new(ingest.clone(), limits.clone(), config.max_request_bytes);
-    let zipkin = ZipkinReceiver::new(ingest.clone(), limits, config.max_request_bytes);
+    let zipkin = ZipkinReceiver::new(ingest.clone(), limits.clone(), config.max_request_bytes);
+    let upload = phosphor_collector::upload::Upload::new(ingest.clone(), limits);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
@@ -148,6 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let query = QueryService::new(store.clone());
     let app = Router::new()
         .merge(phosphor_query::routes(query.clone()))
+        .merge(upload.router(config.max_request_bytes))
         .merge(phosphor_web::router(query))
         .merge(
             Router::new()

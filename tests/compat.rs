@@ -267,3 +267,94 @@ async fn zipkin_read_api_speaks_zipkins_json() {
     assert_eq!(v, json!(["GET"]));
     s.stop();
 }
+
+/// The shape of a trace that survives export and upload: per span, its
+/// service, name, kind, start, duration, parent's name and error flag.
+type SpanShape = (String, String, String, u64, u64, Option<String>, bool);
+
+fn shape(t: &Value) -> Vec<SpanShape> {
+    let spans = t["spans"].as_array().unwrap();
+    let mut out: Vec<_> = spans
+        .iter()
+        .map(|s| {
+            let parent = s["parentIndex"]
+                .as_u64()
+                .map(|i| spans[i as usize]["name"].as_str().unwrap().to_string());
+            (
+                s["service"].as_str().unwrap().to_string(),
+                s["name"].as_str().unwrap().to_string(),
+                s["kind"].as_str().unwrap().to_string(),
+                s["startTime"].as_u64().unwrap(),
+                s["duration"].as_u64().unwrap(),
+                parent,
+                s["error"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_exported_as_jaeger_otlp_or_zipkin_json_upload_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("a"), &[]);
+    send(&s).await;
+    let id = "abababababababababababababababab";
+    let (_, original) = s.get_json(&format!("/api/v1/traces/{id}?raw=true")).await;
+
+    let (_, many) = s
+        .get_json(&format!(
+            "/api/v1/traces?ids={id},cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
+        ))
+        .await;
+    assert_eq!(many["data"].as_array().unwrap().len(), 1);
+    assert_eq!(many["missing"], json!(["cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"]));
+    let (code, _) = s.get_json("/api/v1/traces").await;
+    assert_eq!(code, 400);
+
+    let (_, otlp) = s
+        .get_json(&format!("/api/v1/traces/{id}?format=otlp"))
+        .await;
+    assert_eq!(otlp["resourceSpans"].as_array().unwrap().len(), 2);
+    let (_, jaeger) = s.get_json(&format!("/jaeger/api/traces/{id}")).await;
+    let (_, zipkin) = s.get_json(&format!("/zipkin/api/v2/trace/{id}")).await;
+
+    for (i, (format, file)) in [("otlp", otlp), ("jaeger", jaeger), ("zipkin", zipkin)]
+        .into_iter()
+        .enumerate()
+    {
+        let other = Server::start(&dir.path().join(format!("b{i}")), &[]);
+        let resp = reqwest::Client::new()
+            .post(other.url("/api/v1/upload"))
+            .header("content-type", "application/json")
+            .body(file.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{format}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["format"], format);
+        assert_eq!(body["traces"], json!([id]));
+        let t = other.wait_trace(id, 3).await;
+        assert_eq!(shape(&t), shape(&original), "{format} round trip");
+        assert_eq!(t["spans"][0]["protocols"], json!(["upload"]));
+        other.stop();
+    }
+
+    let resp = reqwest::Client::new()
+        .post(s.url("/api/v1/upload"))
+        .body("{\"hello\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("known format")
+    );
+    s.stop();
+}

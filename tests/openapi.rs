@@ -144,6 +144,20 @@ async fn responses_validate_against_the_openapi_document() {
             "/api/v1/traces/legacy-openapi/pin".into(),
             404,
         ),
+        (
+            "get",
+            "/api/v1/traces/{id}",
+            "/api/v1/traces/legacy-openapi?format=otlp".into(),
+            200,
+        ),
+        (
+            "get",
+            "/api/v1/traces",
+            "/api/v1/traces?ids=legacy-openapi,7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c".into(),
+            200,
+        ),
+        ("get", "/api/v1/traces", "/api/v1/traces".into(), 400),
+        ("post", "/api/v1/upload", "/api/v1/upload".into(), 400),
         ("get", "/api/v1/search", "/api/v1/search".into(), 200),
         (
             "get",

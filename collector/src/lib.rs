@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
 pub mod udp;
+pub mod upload;
 pub mod zipkin;
 
 use std::future::Future;

@@ -67,6 +67,7 @@ impl IntoResponse for ApiError {
 /// `/api/v1` routes.
 pub fn router(query: QueryService) -> Router {
     Router::new()
+        .route("/api/v1/traces", get(get_traces))
         .route("/api/v1/traces/{id}", get(get_trace))
         .route("/api/v1/traces/{id}/pin", post(pin).delete(unpin))
         .route("/api/v1/search", get(get_search))
@@ -289,31 +290,101 @@ impl From<&TraceSummary> for SummaryJson {
     }
 }
 
-async fn get_trace(
-    State(q): State<QueryService>,
-    Path(id): Path<String>,
-    p: Pairs,
-) -> Result<Json<TraceJson>, ApiError> {
-    let mut options = crate::assemble::Options::default();
-    for (k, v) in pairs(p)? {
+/// How a trace is asked for: `raw` and `format`.
+struct TraceParams {
+    options: crate::assemble::Options,
+    otlp: bool,
+}
+
+fn trace_params(p: Vec<(String, String)>, extra: &[&str]) -> Result<TraceParams, ApiError> {
+    let mut out = TraceParams {
+        options: crate::assemble::Options::default(),
+        otlp: false,
+    };
+    for (k, v) in p {
         match (k.as_str(), v.as_str()) {
-            ("raw", "true" | "1") => options.adjust_skew = false,
+            ("raw", "true" | "1") => out.options.adjust_skew = false,
             ("raw", "false" | "0" | "") => {}
             ("raw", other) => {
                 return Err(ApiError::bad_request(format!(
                     "raw must be true or false, not {other:?}"
                 )));
             }
+            ("format", "otlp") => {
+                // OTLP is the data as stored.
+                out.otlp = true;
+                out.options.adjust_skew = false;
+            }
+            ("format", "" | "phosphor") => {}
+            ("format", other) => {
+                return Err(ApiError::bad_request(format!(
+                    "format must be phosphor or otlp, not {other:?}"
+                )));
+            }
+            (other, _) if extra.contains(&other) => {}
             (other, _) => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown parameter {other:?} (raw)"
+                    "unknown parameter {other:?} (raw, format{})",
+                    extra.iter().map(|e| format!(", {e}")).collect::<String>()
                 )));
             }
         }
     }
-    let t = q.trace_with(&id, options).await?;
+    Ok(out)
+}
+
+async fn get_trace(
+    State(q): State<QueryService>,
+    Path(id): Path<String>,
+    p: Pairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tp = trace_params(pairs(p)?, &[])?;
+    let t = q.trace_with(&id, tp.options).await?;
+    if tp.otlp {
+        return Ok(Json(crate::otlp_json::trace(&t)));
+    }
     let pinned = q.is_pinned(t.trace_id).await?;
-    Ok(Json(TraceJson::of(&t, pinned)))
+    Ok(Json(
+        serde_json::to_value(TraceJson::of(&t, pinned)).unwrap_or_default(),
+    ))
+}
+
+/// Most trace IDs one `GET /api/v1/traces?ids=` takes.
+pub const MAX_IDS: usize = 100;
+
+async fn get_traces(
+    State(q): State<QueryService>,
+    p: Pairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = pairs(p)?;
+    let ids: Vec<String> = p
+        .iter()
+        .filter(|(k, _)| k == "ids")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() || ids.len() > MAX_IDS {
+        return Err(ApiError::bad_request(format!(
+            "ids must list 1 to {MAX_IDS} trace IDs, comma separated"
+        )));
+    }
+    let tp = trace_params(p, &["ids"])?;
+    let mut data = Vec::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        match q.trace_with(&id, tp.options).await {
+            Ok(t) if tp.otlp => data.push(crate::otlp_json::trace(&t)),
+            Ok(t) => {
+                let pinned = q.is_pinned(t.trace_id).await?;
+                data.push(serde_json::to_value(TraceJson::of(&t, pinned)).unwrap_or_default());
+            }
+            Err(Error::TraceNotFound(_)) => missing.push(id),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Json(json!({ "data": data, "missing": missing })))
 }
 
 async fn pin(

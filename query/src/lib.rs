@@ -13,6 +13,7 @@
 pub mod api;
 pub mod assemble;
 pub mod jaeger;
+pub mod otlp_json;
 pub mod params;
 pub mod zipkin;
 
