@@ -127,5 +127,30 @@ async fn opentelemetry_python_zipkin_exporter() {
     assert_eq!(child["error"], true);
     assert_eq!(child["status"]["message"], "out of stock");
     assert_eq!(child["events"][0]["name"], "retry");
+
+    // The same trace read back through the Zipkin and Jaeger APIs, in
+    // their shapes.
+    let id = sent["traceId"].as_str().unwrap();
+    let (_, z) = s.get_json(&format!("/zipkin/api/v2/trace/{id}")).await;
+    let z_child = z
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "reserve-stock")
+        .unwrap();
+    assert_eq!(z_child["kind"], "CLIENT");
+    assert_eq!(z_child["localEndpoint"]["serviceName"], "py-zipkin");
+    assert_eq!(z_child["tags"]["error"], "out of stock");
+    assert_eq!(z_child["parentId"], root["spanId"]);
+    let (_, j) = s.get_json(&format!("/jaeger/api/traces/{id}")).await;
+    let spans = j["data"][0]["spans"].as_array().unwrap();
+    let j_child = spans
+        .iter()
+        .find(|x| x["operationName"] == "reserve-stock")
+        .unwrap();
+    assert_eq!(j_child["references"][0]["refType"], "CHILD_OF");
+    assert_eq!(j_child["references"][0]["spanID"], root["spanId"]);
+    let pid = j_child["processID"].as_str().unwrap();
+    assert_eq!(j["data"][0]["processes"][pid]["serviceName"], "py-zipkin");
     s.stop();
 }
