@@ -17,16 +17,48 @@ use phosphor_query::{Error, QueryService, Trace, TraceSummary};
 use serde::Deserialize;
 
 const CSS: &str = include_str!("../static/phosphor.css");
+const JS: &str = include_str!("../static/phosphor.js");
+
+/// No inline script, nothing from elsewhere. (Inline style attributes place
+/// the waterfall bars.)
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// UI routes: `/`, `/traces/{id}`, `/traces?id=`, `/static/*`.
 pub fn router(query: QueryService) -> Router {
     Router::new()
-        .route("/", get(index))
-        .route("/search", get(index))
+        .route("/", get(search_page))
+        .route("/search", get(search_page))
         .route("/traces", get(lookup))
         .route("/traces/{id}", get(trace_page))
         .route("/static/phosphor.css", get(css))
+        .route("/static/phosphor.js", get(js))
+        .layer(axum::middleware::map_response(csp))
         .with_state(query)
+}
+
+async fn csp(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+async fn js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        JS,
+    )
+        .into_response()
 }
 
 async fn css() -> Response {
@@ -74,6 +106,10 @@ fn with_colors(services: &[String]) -> Vec<(String, String)> {
 
 struct TraceRow {
     id: String,
+    /// The span that matched the search.
+    matched: String,
+    /// Duration as a share of the longest listed, for the bar.
+    duration_pct: String,
     root_service: String,
     root_name: String,
     services: Vec<(String, String)>,
@@ -83,11 +119,51 @@ struct TraceRow {
     start: String,
 }
 
+struct SearchForm {
+    service: String,
+    operation: String,
+    attrs: Vec<String>,
+    errors: bool,
+    min: String,
+    max: String,
+    lookback: String,
+    start: String,
+    end: String,
+    limit: String,
+    services: Vec<String>,
+    operations: Vec<String>,
+    attr_keys: Vec<String>,
+    lookbacks: Vec<(&'static str, &'static str)>,
+    limits: Vec<String>,
+}
+
+struct Dot {
+    x: String,
+    y: String,
+    r: String,
+    error: bool,
+    href: String,
+    title: String,
+}
+
+struct Plot {
+    width: u32,
+    height: u32,
+    dots: Vec<Dot>,
+    x_ticks: Vec<(String, String)>,
+    y_ticks: Vec<(String, String)>,
+}
+
 #[derive(Template)]
-#[template(path = "index.html")]
-struct IndexPage {
-    traces: Vec<TraceRow>,
-    services: Vec<(String, String)>,
+#[template(path = "search.html")]
+struct SearchPage {
+    form: SearchForm,
+    error: Option<String>,
+    rows: Vec<TraceRow>,
+    plot: Plot,
+    sort: String,
+    /// This page's query string without `sort`, for the column links.
+    sort_base: String,
 }
 
 #[derive(Template)]
@@ -128,10 +204,15 @@ fn error_page(e: Error) -> Response {
     resp
 }
 
-fn row_of(s: &TraceSummary) -> TraceRow {
+fn row_of(s: &TraceSummary, longest_us: u64) -> TraceRow {
     let services: Vec<String> = s.services.iter().map(|(name, _)| name.clone()).collect();
     TraceRow {
         id: s.trace_id.to_hex(),
+        matched: s.matched_span.to_hex(),
+        duration_pct: format!(
+            "{:.1}",
+            s.duration_us as f64 / longest_us.max(1) as f64 * 100.0
+        ),
         root_service: s.root_service.clone(),
         root_name: s.root_name.clone(),
         services: with_colors(&services),
@@ -142,19 +223,204 @@ fn row_of(s: &TraceSummary) -> TraceRow {
     }
 }
 
-async fn index(State(q): State<QueryService>) -> Response {
-    let traces = match q.recent(q.retention(), 50).await {
-        Ok(t) => t,
-        Err(e) => return error_page(e),
+const LOOKBACKS: [(&str, &str); 7] = [
+    ("15m", "15 minutes"),
+    ("1h", "hour"),
+    ("6h", "6 hours"),
+    ("24h", "24 hours"),
+    ("2d", "2 days"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+];
+
+/// The scatter plot of results: start time across, duration (log scale)
+/// up.
+fn plot(rows: &[TraceSummary], start_us: u64, end_us: u64) -> Plot {
+    let (width, height) = (900u32, 220u32);
+    let (left, top, bottom) = (44.0, 8.0, 20.0);
+    let plot_w = f64::from(width) - left - 8.0;
+    let plot_h = f64::from(height) - top - bottom;
+    let lo = rows.iter().map(|r| r.duration_us.max(1)).min().unwrap_or(1) as f64;
+    let hi = rows.iter().map(|r| r.duration_us.max(1)).max().unwrap_or(1) as f64;
+    let (llo, lhi) = (lo.log10(), (hi.log10()).max(lo.log10() + 1.0));
+    let span = (end_us.saturating_sub(start_us)).max(1) as f64;
+    let y_of = |d: f64| top + plot_h - (d.max(1.0).log10() - llo) / (lhi - llo) * plot_h;
+    let dots = rows
+        .iter()
+        .map(|r| {
+            let x =
+                left + (r.start_us.saturating_sub(start_us) as f64 / span).clamp(0.0, 1.0) * plot_w;
+            Dot {
+                x: format!("{x:.1}"),
+                y: format!("{:.1}", y_of(r.duration_us as f64)),
+                r: format!("{:.1}", 3.0 + (r.span_count as f64).log10().max(0.0) * 1.5),
+                error: r.error_count > 0,
+                href: format!("/traces/{}", r.trace_id.to_hex()),
+                title: format!(
+                    "{}: {} — {}, {} spans{}",
+                    r.root_service,
+                    r.root_name,
+                    human_duration(r.duration_us * 1_000),
+                    r.span_count,
+                    if r.error_count > 0 {
+                        format!(", {} errors", r.error_count)
+                    } else {
+                        String::new()
+                    }
+                ),
+            }
+        })
+        .collect();
+    let y_ticks = [lo, (lo * hi).sqrt(), hi]
+        .iter()
+        .map(|&d| (format!("{:.1}", y_of(d)), human_duration(d as u64 * 1_000)))
+        .collect();
+    let x_ticks = (0..=4)
+        .map(|i| {
+            let f = f64::from(i) / 4.0;
+            let t = start_us + (span * f) as u64;
+            let label = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(t))
+                .to_string();
+            (
+                format!("{:.1}", left + f * plot_w),
+                label[11..19].to_string(),
+            )
+        })
+        .collect();
+    Plot {
+        width,
+        height,
+        dots,
+        x_ticks,
+        y_ticks,
+    }
+}
+
+async fn search_page(
+    State(q): State<QueryService>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
     };
-    let services = match q.services().await {
-        Ok(s) => s,
-        Err(e) => return error_page(e),
+    let sort = match get("sort").as_str() {
+        s @ ("duration" | "spans" | "errors") => s.to_string(),
+        _ => "newest".to_string(),
     };
-    render(&IndexPage {
-        traces: traces.iter().map(row_of).collect(),
-        services: with_colors(&services),
-    })
+    let api_pairs: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, v)| k != "sort" && !v.trim().is_empty())
+        .cloned()
+        .collect();
+    let services = q.services().await.unwrap_or_default();
+    let service = get("service");
+    let operations = if service.is_empty() {
+        Vec::new()
+    } else {
+        let mut ops: Vec<String> = q
+            .operations(&service)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        ops.dedup();
+        ops
+    };
+    let mut attrs: Vec<String> = pairs
+        .iter()
+        .filter(|(k, v)| k == "attr" && !v.trim().is_empty())
+        .map(|(_, v)| v.clone())
+        .collect();
+    while attrs.len() < 2 {
+        attrs.push(String::new());
+    }
+    let lookback = match get("lookback") {
+        l if l.is_empty() => "1h".to_string(),
+        l => l,
+    };
+    let form = SearchForm {
+        service,
+        operation: get("operation"),
+        attrs,
+        errors: get("status") == "error",
+        min: get("minDuration"),
+        max: get("maxDuration"),
+        lookback: lookback.clone(),
+        start: get("start"),
+        end: get("end"),
+        limit: match get("limit") {
+            l if l.is_empty() => "20".into(),
+            l => l,
+        },
+        services,
+        operations,
+        attr_keys: q.attribute_keys().await.unwrap_or_default(),
+        lookbacks: LOOKBACKS.to_vec(),
+        limits: ["20", "50", "100", "500"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let mut with_lookback = api_pairs.clone();
+    if get("lookback").is_empty() && get("start").is_empty() {
+        with_lookback.push(("lookback".into(), lookback));
+    }
+    let sort_base = {
+        let qs: Vec<String> = api_pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        format!("/search?{}", qs.join("&"))
+    };
+    let empty_plot = || plot(&[], 0, 1);
+    let (rows, plot, error, status) =
+        match phosphor_query::params::search(&with_lookback, q.now_us()) {
+            Err(e) => (Vec::new(), empty_plot(), Some(e), StatusCode::BAD_REQUEST),
+            Ok(query) => {
+                let (start, end) = (query.start_us, query.end_us.min(q.now_us()));
+                match q.search(query).await {
+                    Ok(mut hits) => {
+                        match sort.as_str() {
+                            "duration" => hits.sort_by_key(|h| std::cmp::Reverse(h.duration_us)),
+                            "spans" => hits.sort_by_key(|h| std::cmp::Reverse(h.span_count)),
+                            "errors" => hits.sort_by_key(|h| std::cmp::Reverse(h.error_count)),
+                            _ => {}
+                        }
+                        let longest = hits.iter().map(|h| h.duration_us).max().unwrap_or(1);
+                        let rows = hits.iter().map(|h| row_of(h, longest)).collect();
+                        (rows, plot(&hits, start, end), None, StatusCode::OK)
+                    }
+                    Err(e) => return error_page(e),
+                }
+            }
+        };
+    let mut resp = render(&SearchPage {
+        form,
+        error,
+        rows,
+        plot,
+        sort,
+        sort_base,
+    });
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Percent-encodes a query-string component.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -165,16 +431,7 @@ struct LookupParams {
 async fn lookup(Query(p): Query<LookupParams>) -> Response {
     match p.id.as_deref().map(str::trim) {
         Some(id) if !id.is_empty() => {
-            let encoded: String = id
-                .bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect();
-            Redirect::to(&format!("/traces/{encoded}")).into_response()
+            Redirect::to(&format!("/traces/{}", encode(id))).into_response()
         }
         _ => Redirect::to("/").into_response(),
     }
@@ -204,6 +461,10 @@ struct SpanRow {
     attributes: Vec<(String, String)>,
     events: Vec<(String, String)>,
     warnings: Vec<String>,
+    has_children: bool,
+    critical: bool,
+    highlight: bool,
+    skew: Option<String>,
 }
 
 #[derive(Template)]
@@ -226,7 +487,7 @@ fn pct(x: f64) -> String {
     format!("{:.3}", x.clamp(0.0, 100.0))
 }
 
-fn trace_view(t: &Trace) -> TracePage {
+fn trace_view(t: &Trace, highlight: Option<&str>) -> TracePage {
     use phosphor_store::model::Side;
     let total = t.duration_ns().max(1) as f64;
     let rows = t
@@ -294,6 +555,13 @@ fn trace_view(t: &Trace) -> TracePage {
                     })
                     .collect(),
                 warnings: n.warnings.clone(),
+                has_children: !n.children.is_empty(),
+                critical: n.critical_ns > 0,
+                highlight: highlight.is_some_and(|h| h == n.span_id.to_hex()),
+                skew: (n.skew_shift_ns != 0).then(|| {
+                    let sign = if n.skew_shift_ns < 0 { "-" } else { "+" };
+                    format!("{sign}{}", human_duration(n.skew_shift_ns.unsigned_abs()))
+                }),
             }
         })
         .collect();
@@ -329,9 +597,19 @@ fn trace_view(t: &Trace) -> TracePage {
     }
 }
 
-async fn trace_page(State(q): State<QueryService>, Path(id): Path<String>) -> Response {
+#[derive(Deserialize)]
+struct TraceParams {
+    /// A span to open and show (the one a search matched).
+    span: Option<String>,
+}
+
+async fn trace_page(
+    State(q): State<QueryService>,
+    Path(id): Path<String>,
+    Query(p): Query<TraceParams>,
+) -> Response {
     match q.trace(&id).await {
-        Ok(t) => render(&trace_view(&t)),
+        Ok(t) => render(&trace_view(&t, p.span.as_deref())),
         Err(e) => error_page(e),
     }
 }
@@ -407,7 +685,7 @@ mod tests {
         // The child starts 1ms into a 9ms trace, one level deep, and failed.
         assert!(html.contains("left: 11.111%"), "{html}");
         assert!(html.contains("padding-left: 1.2em"));
-        assert!(html.contains("class=\"row error\""));
+        assert!(html.contains("class=\"row error"));
         assert!(!html.contains("<script>alert(1)</script>"));
         assert!(
             html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
@@ -417,7 +695,7 @@ mod tests {
 
         let (status, html) = get(app.clone(), "/").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(html.contains(&format!("/traces/{}", "05".repeat(16))));
+        assert!(html.contains(&format!("/traces/{}?span=", "05".repeat(16))));
 
         let (status, html) = get(app.clone(), "/traces/not%20valid").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -431,5 +709,97 @@ mod tests {
         assert_eq!(human_duration(850_000), "850µs");
         assert_eq!(human_duration(12_345_000), "12.35ms");
         assert_eq!(human_duration(1_520_000_000), "1.52s");
+    }
+
+    async fn app_with_trace() -> Router {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store
+            .write(&[
+                span(1, None, "authorise", SpanStatus::Unset),
+                span(2, Some(1), "charge", SpanStatus::Error),
+            ])
+            .unwrap();
+        router(QueryService::new(Arc::new(store)))
+    }
+
+    #[tokio::test]
+    async fn search_page_plots_and_lists_what_matches_and_keeps_the_query() {
+        let app = app_with_trace().await;
+        let (status, html) = get(
+            app.clone(),
+            "/search?service=card-api&status=error&lookback=1h",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("<h1>1 trace</h1>"), "{html}");
+        // One dot, red for the error, linking to the trace.
+        assert_eq!(html.matches("class=\"dot error\"").count(), 1);
+        assert!(html.contains(&format!("href=\"/traces/{}\"", "05".repeat(16))));
+        // The row links to the matching span (the failed one).
+        assert!(html.contains(&format!("?span={}", "02".repeat(8))));
+        // The form shows the query it ran.
+        assert!(html.contains("<option value=\"card-api\" selected>"));
+        assert!(html.contains("name=\"status\" value=\"error\" checked"));
+        let link = html
+            .split("Duration</a>")
+            .next()
+            .unwrap()
+            .rsplit("<a href=")
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            link,
+            // Askama writes & as &#38;: the same character to a browser.
+            "\"/search?service=card-api&#38;status=error&#38;lookback=1h&amp;sort=duration\">"
+        );
+
+        let (status, html) = get(app.clone(), "/search?service=nope").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("No trace matches"));
+        let (status, html) = get(app.clone(), "/search?minDuration=fast").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(html.contains("is not a duration"));
+    }
+
+    #[tokio::test]
+    async fn pages_forbid_inline_script_and_mark_the_critical_path() {
+        let app = app_with_trace().await;
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get(format!(
+                    "/traces/{}?span={}",
+                    "05".repeat(16),
+                    "02".repeat(8)
+                ))
+                .body(Body::empty())
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let csp = resp.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline'; img")
+                || csp.contains("script-src 'self';")
+        );
+        assert!(!csp.contains("script-src 'self' 'unsafe-inline'"));
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!html.contains("<script>"), "no inline script");
+        assert!(html.contains("<script src=\"/static/phosphor.js\" defer></script>"));
+        // The child ends last and so is on the critical path; it is the
+        // highlighted span.
+        assert!(html.contains("row error critical highlight"), "{html}");
+        assert!(html.contains("aria-expanded=\"true\""));
+        let (status, js) = get(app, "/static/phosphor.js").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(js.contains("button.toggle"));
     }
 }

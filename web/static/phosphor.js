@@ -1,0 +1,31 @@
+// phosphor UI: small, dependency-free interaction on top of server-rendered
+// pages (which read fine without it).
+"use strict";
+
+// Waterfall: collapse and expand a span's subtree.
+document.addEventListener("click", (e) => {
+  const btn = e.target.closest("button.toggle");
+  if (!btn) return;
+  e.preventDefault();
+  e.stopPropagation();
+  const row = btn.closest(".row");
+  const depth = Number(row.dataset.depth);
+  const collapse = btn.getAttribute("aria-expanded") === "true";
+  btn.setAttribute("aria-expanded", String(!collapse));
+  btn.textContent = collapse ? "▸" : "▾";
+  for (let next = row.nextElementSibling; next && Number(next.dataset.depth) > depth; next = next.nextElementSibling) {
+    next.hidden = collapse;
+    const inner = next.querySelector("button.toggle");
+    if (!collapse && inner) {
+      inner.setAttribute("aria-expanded", "true");
+      inner.textContent = "▾";
+    }
+  }
+});
+
+// Open and show the span a search matched.
+const highlighted = document.querySelector(".row.highlight");
+if (highlighted) {
+  highlighted.open = true;
+  highlighted.scrollIntoView({ block: "center" });
+}
