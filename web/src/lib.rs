@@ -237,12 +237,13 @@ const LOOKBACKS: [(&str, &str); 7] = [
 /// up.
 fn plot(rows: &[TraceSummary], start_us: u64, end_us: u64) -> Plot {
     let (width, height) = (900u32, 220u32);
-    let (left, top, bottom) = (44.0, 8.0, 20.0);
+    let (left, top, bottom) = (64.0, 8.0, 20.0);
     let plot_w = f64::from(width) - left - 8.0;
     let plot_h = f64::from(height) - top - bottom;
     let lo = rows.iter().map(|r| r.duration_us.max(1)).min().unwrap_or(1) as f64;
     let hi = rows.iter().map(|r| r.duration_us.max(1)).max().unwrap_or(1) as f64;
-    let (llo, lhi) = (lo.log10(), (hi.log10()).max(lo.log10() + 1.0));
+    // Log scale, at least half a decade tall, with a little room below.
+    let (llo, lhi) = (lo.log10() - 0.05, hi.log10().max(lo.log10() + 0.5));
     let span = (end_us.saturating_sub(start_us)).max(1) as f64;
     let y_of = |d: f64| top + plot_h - (d.max(1.0).log10() - llo) / (lhi - llo) * plot_h;
     let dots = rows
