@@ -18,28 +18,40 @@ fn python() -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opentelemetry_python_sdk_over_grpc_and_http() {
+/// Runs a script of `tests/python` with the real-client virtual
+/// environment's Python; returns the JSON it prints, or `None` when the
+/// real-client tests are skipped on purpose.
+async fn run_script(script: &str, args: &[String]) -> Option<serde_json::Value> {
     let python = python();
     if python.is_empty() {
         eprintln!("skipped on purpose: PHOSPHOR_SKIP_REAL_CLIENTS is set");
-        return;
+        return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(&dir.path().join("data"), &[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otel_sdk.py");
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg(format!("http://{}", s.grpc))
-        .arg(format!("http://{}", s.otlp_http))
+        .arg(&path)
+        .args(args)
         .output()
         .await
-        .expect("run the Python SDK script");
+        .unwrap_or_else(|e| panic!("run {path}: {e}"));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python failed: {stderr}");
+    assert!(out.status.success(), "{script} failed: {stderr}");
     // The SDK logs export failures without failing: there must be none.
-    assert!(!stderr.contains("Failed to export"), "{stderr}");
-    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!stderr.to_lowercase().contains("failed"), "{stderr}");
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_python_sdk_over_grpc_and_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let args = [
+        format!("http://{}", s.grpc),
+        format!("http://{}", s.otlp_http),
+    ];
+    let Some(sent) = run_script("otel_sdk.py", &args).await else {
+        return;
+    };
 
     for (i, expected_protocol) in ["otlp_grpc", "otlp_http"].iter().enumerate() {
         let info = &sent[i];
@@ -97,24 +109,12 @@ async fn opentelemetry_python_sdk_over_grpc_and_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opentelemetry_python_zipkin_exporter() {
-    let python = python();
-    if python.is_empty() {
-        eprintln!("skipped on purpose: PHOSPHOR_SKIP_REAL_CLIENTS is set");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(&dir.path().join("data"), &[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/zipkin_sdk.py");
-    let out = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg(format!("http://{}/api/v2/spans", s.zipkin))
-        .output()
-        .await
-        .expect("run the Python Zipkin script");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python failed: {stderr}");
-    assert!(!stderr.to_lowercase().contains("failed"), "{stderr}");
-    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = [format!("http://{}/api/v2/spans", s.zipkin)];
+    let Some(sent) = run_script("zipkin_sdk.py", &args).await else {
+        return;
+    };
     let t = s.wait_trace(sent["traceId"].as_str().unwrap(), 2).await;
     let root = span(&t, "checkout");
     assert_eq!(root["service"], "py-zipkin");

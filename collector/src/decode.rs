@@ -287,25 +287,8 @@ pub fn datagram(buf: &[u8], limits: &Limits) -> Result<DatagramResult, wire::Dat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{fixture, spans};
     use prost::Message;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../shared/fixtures/real-clients/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    fn spans(d: &Decoded) -> Vec<&Span> {
-        d.fragments
-            .iter()
-            .map(|f| match f {
-                Fragment::Span(s) => s,
-                Fragment::Annotation(_) => panic!("annotation from OTLP"),
-            })
-            .collect()
-    }
 
     #[test]
     fn real_js_otlp_json_decodes_with_hex_ids_and_events() {

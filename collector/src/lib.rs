@@ -18,6 +18,9 @@ pub mod udp;
 pub mod upload;
 pub mod zipkin;
 
+#[cfg(test)]
+mod test_support;
+
 use std::future::Future;
 
 use phosphor_store::model::Protocol;

@@ -594,24 +594,7 @@ async fn v1(State(r): State<ZipkinReceiver>, headers: HeaderMap, body: Bytes) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../shared/fixtures/real-clients/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    fn spans(d: &Decoded) -> Vec<&Span> {
-        d.fragments
-            .iter()
-            .map(|f| match f {
-                Fragment::Span(s) => s,
-                Fragment::Annotation(_) => unreachable!(),
-            })
-            .collect()
-    }
+    use crate::test_support::{fixture, spans};
 
     #[test]
     fn real_python_zipkin_json_with_64_bit_trace_ids() {

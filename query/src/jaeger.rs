@@ -313,16 +313,8 @@ async fn dependencies(
     State(q): State<QueryService>,
     Query(p): Query<HashMap<String, String>>,
 ) -> Response {
-    let ms = |k: &str| -> Result<Option<u64>, String> {
-        p.get(k)
-            .filter(|v| !v.is_empty())
-            .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{k} must be milliseconds"))
-            })
-            .transpose()
-    };
-    let (end_ms, lookback_ms) = match (ms("endTs"), ms("lookback")) {
+    let (end_ms, lookback_ms) = match (params::millis(&p, "endTs"), params::millis(&p, "lookback"))
+    {
         (Ok(e), Ok(l)) => (e, l),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };

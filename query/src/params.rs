@@ -53,6 +53,21 @@ pub fn time_us(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a time (RFC 3339 or Unix microseconds)"))
 }
 
+/// A parameter in milliseconds (Jaeger's and Zipkin's `endTs`, `lookback`),
+/// if given.
+pub fn millis(
+    p: &std::collections::HashMap<String, String>,
+    k: &str,
+) -> Result<Option<u64>, String> {
+    p.get(k)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{k} must be milliseconds"))
+        })
+        .transpose()
+}
+
 /// Parses a span kind by its name.
 pub fn kind(s: &str) -> Result<SpanKind, String> {
     Ok(match s.to_ascii_lowercase().as_str() {

@@ -184,20 +184,10 @@ async fn remote_services(State(q): State<QueryService>, Query(p): Params) -> Res
     }
 }
 
-fn ms(p: &HashMap<String, String>, k: &str) -> Result<Option<u64>, String> {
-    p.get(k)
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{k} must be milliseconds"))
-        })
-        .transpose()
-}
-
 /// Builds a search from Zipkin's `/api/v2/traces` parameters.
 fn zipkin_search(p: &HashMap<String, String>, now_us: u64) -> Result<SearchQuery, String> {
-    let end_us = ms(p, "endTs")?.map_or(now_us + crate::FUTURE_SLACK_US, |e| e * 1_000);
-    let lookback_us = ms(p, "lookback")?.map_or(86_400_000_000, |l| l * 1_000);
+    let end_us = params::millis(p, "endTs")?.map_or(now_us + crate::FUTURE_SLACK_US, |e| e * 1_000);
+    let lookback_us = params::millis(p, "lookback")?.map_or(86_400_000_000, |l| l * 1_000);
     let mut pairs = vec![
         ("end".to_string(), end_us.to_string()),
         (
@@ -290,7 +280,7 @@ async fn dependencies(State(q): State<QueryService>, Query(p): Params) -> Respon
         Ok(Err(_)) => return bad("endTs must be milliseconds"),
         Err(m) => return bad(m),
     };
-    let lookback_ms = match ms(&p, "lookback") {
+    let lookback_ms = match params::millis(&p, "lookback") {
         Ok(l) => l.unwrap_or(86_400_000),
         Err(m) => return bad(m),
     };
