@@ -847,5 +847,9 @@ async fn serve_demo_plays_the_card_payment_system_over_udp_and_otlp() {
     // The UI lists them.
     let html = s.get_text("/").await;
     assert!(html.contains("card-processing"), "{html}");
+    let html = s.get_text("/dependencies?lookback=1h").await;
+    assert!(html.contains("card-api → card-processing"), "{html}");
+    let html = s.get_text("/services").await;
+    assert!(html.contains("<td>reserve</td><td>server</td>"), "{html}");
     s.stop();
 }

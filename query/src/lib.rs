@@ -32,6 +32,9 @@ pub fn routes(query: QueryService) -> axum::Router {
         .nest("/zipkin", zipkin::router(query))
 }
 
+/// Most spans per operation that service statistics read.
+pub const STATS_SAMPLE: usize = 20_000;
+
 /// How far in the future (by this server's clock) a span may start and
 /// still be found by a search that ends "now".
 pub const FUTURE_SLACK_US: u64 = 5 * 60 * 1_000_000;
@@ -180,6 +183,20 @@ impl QueryService {
     /// Service dependency edges over `[start_us, end_us)`.
     pub async fn dependencies(&self, start_us: u64, end_us: u64) -> Result<Vec<Dependency>> {
         self.blocking(move |store| Ok(store.dependencies(start_us, end_us)?))
+            .await
+    }
+
+    /// Recent request counts, errors and latency percentiles of a service's
+    /// operations, over the last `lookback`.
+    pub async fn operation_stats(
+        &self,
+        service: &str,
+        lookback: Duration,
+    ) -> Result<Vec<phosphor_store::OperationStats>> {
+        let service = service.to_string();
+        let end = self.now_us();
+        let start = end.saturating_sub(lookback.as_micros() as u64);
+        self.blocking(move |store| Ok(store.operation_stats(&service, start, end, STATS_SAMPLE)?))
             .await
     }
 

@@ -54,7 +54,7 @@ use rocksdb::{
 pub use error::{Error, Result};
 pub use index::{DEPENDENCY_BUCKET_US, MAX_CATALOG_VALUE, MAX_INDEXED_VALUE};
 use model::{Fragment, SpanKind, TraceId};
-pub use search::{SearchHit, SearchQuery};
+pub use search::{OperationStats, SearchHit, SearchQuery};
 pub use summary::Summary;
 
 type Db = DBWithThreadMode<MultiThreaded>;

@@ -234,3 +234,116 @@ impl Store {
         Ok(None)
     }
 }
+
+/// What recent spans of one operation looked like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationStats {
+    pub operation: String,
+    pub kind: SpanKind,
+    /// Spans seen (at most the sample cap).
+    pub count: u64,
+    pub errors: u64,
+    /// Duration percentiles in microseconds: p50, p95, p99.
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    /// The sample hit its cap: counts are lower bounds.
+    pub capped: bool,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+impl Store {
+    /// Request count, errors and latency percentiles of each of a service's
+    /// operations over `[start_us, end_us]`, from the index (keys and span
+    /// facts, never whole spans), reading at most `cap` spans per
+    /// operation, newest first.
+    pub fn operation_stats(
+        &self,
+        service: &str,
+        start_us: u64,
+        end_us: u64,
+        cap: usize,
+    ) -> Result<Vec<OperationStats>> {
+        let width = self.partition_width_us();
+        let cfs: Vec<_> = self
+            .partitions()
+            .into_iter()
+            .filter(|p| (p + 2).saturating_mul(width) >= start_us)
+            .filter_map(|p| self.cf(&cf::index(p)).ok())
+            .collect();
+        let mut names: Vec<String> = self
+            .operations(service)?
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        names.dedup();
+        let mut out: Vec<OperationStats> = Vec::new();
+        let db = self.db();
+        for op in names {
+            let prefix = keys::index_key(keys::IDX_SERVICE_OPERATION, &[service, &op], &[]);
+            let mut seek = prefix.clone();
+            seek.extend_from_slice(&keys::suffix_from(end_us));
+            // Per span kind: durations and errors.
+            let mut by_kind: std::collections::BTreeMap<u8, (Vec<u64>, u64, bool)> =
+                Default::default();
+            let mut seen = 0usize;
+            'parts: for cf in &cfs {
+                let mut it = db.raw_iterator_cf(cf);
+                it.seek(&seek);
+                while let Some(k) = it.key() {
+                    if !k.starts_with(&prefix) || k.len() != prefix.len() + keys::SUFFIX_LEN {
+                        break;
+                    }
+                    let Some((start, _, _)) = keys::decode_suffix(k) else {
+                        break;
+                    };
+                    if start < start_us {
+                        break;
+                    }
+                    if seen >= cap {
+                        for v in by_kind.values_mut() {
+                            v.2 = true;
+                        }
+                        break 'parts;
+                    }
+                    seen += 1;
+                    let mut fk = vec![keys::IDX_SPAN];
+                    fk.extend_from_slice(&k[prefix.len()..]);
+                    if let Some(f) = db
+                        .get_pinned_cf(cf, &fk)?
+                        .and_then(|v| SpanFacts::decode(&v))
+                    {
+                        let e = by_kind.entry(f.kind.as_u8()).or_default();
+                        if let Some(d) = f.duration_us {
+                            e.0.push(d);
+                        }
+                        e.1 += u64::from(f.error);
+                    }
+                    it.next();
+                }
+                it.status()?;
+            }
+            for (kind, (mut durations, errors, capped)) in by_kind {
+                durations.sort_unstable();
+                out.push(OperationStats {
+                    operation: op.clone(),
+                    kind: SpanKind::from_u8(kind),
+                    count: durations.len() as u64,
+                    errors,
+                    p50_us: percentile(&durations, 0.50),
+                    p95_us: percentile(&durations, 0.95),
+                    p99_us: percentile(&durations, 0.99),
+                    capped,
+                });
+            }
+        }
+        Ok(out)
+    }
+}

@@ -459,3 +459,46 @@ fn a_corrupt_directory_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn operation_stats_come_from_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let spans: Vec<Fragment> = (1..=100u8)
+        .map(|i| {
+            let mut s = timed(
+                i,
+                1,
+                None,
+                "api",
+                T0 + u64::from(i) * 1_000,
+                u64::from(i) * 10,
+            );
+            if i % 10 == 0 {
+                s.status = StatusCode::Error;
+            }
+            Fragment::Span(s)
+        })
+        .collect();
+    store.write(&spans).unwrap();
+    let stats = store
+        .operation_stats("api", T0, T0 + 1_000_000, 1_000)
+        .unwrap();
+    assert_eq!(stats.len(), 1);
+    let s = &stats[0];
+    assert_eq!(
+        (s.operation.as_str(), s.kind, s.count, s.errors),
+        ("op", SpanKind::Server, 100, 10)
+    );
+    assert_eq!((s.p50_us, s.p95_us, s.p99_us), (510, 950, 990));
+    assert!(!s.capped);
+    let capped = store
+        .operation_stats("api", T0, T0 + 1_000_000, 20)
+        .unwrap();
+    assert_eq!((capped[0].count, capped[0].capped), (20, true));
+    // Only the range asked for.
+    let late = store
+        .operation_stats("api", T0 + 90_000, T0 + 1_000_000, 1_000)
+        .unwrap();
+    assert_eq!(late[0].count, 11);
+}

@@ -31,6 +31,8 @@ pub fn router(query: QueryService) -> Router {
         .route("/", get(search_page))
         .route("/search", get(search_page))
         .route("/traces", get(lookup))
+        .route("/services", get(services_page))
+        .route("/dependencies", get(dependencies_page))
         .route("/traces/{id}", get(trace_page))
         .route("/static/phosphor.css", get(css))
         .route("/static/phosphor.js", get(js))
@@ -410,6 +412,241 @@ async fn search_page(
     });
     *resp.status_mut() = status;
     resp
+}
+
+#[derive(Deserialize)]
+struct LookbackParams {
+    lookback: Option<String>,
+}
+
+/// A lookback from the page's presets (default `default`).
+fn lookback_of(p: &LookbackParams, default: &'static str) -> (String, Duration) {
+    let chosen = p
+        .lookback
+        .as_deref()
+        .filter(|l| LOOKBACKS.iter().any(|(v, _)| v == l))
+        .unwrap_or(default)
+        .to_string();
+    let d = phosphor_query::params::duration(&chosen).unwrap_or(Duration::from_secs(3_600));
+    (chosen, d)
+}
+
+struct OpRow {
+    name: String,
+    kind: &'static str,
+    rate: String,
+    error_pct: String,
+    p50: String,
+    p95: String,
+    p99: String,
+    search: String,
+}
+
+struct ServiceBlock {
+    name: String,
+    color: String,
+    operations: Vec<OpRow>,
+}
+
+#[derive(Template)]
+#[template(path = "services.html")]
+struct ServicesPage {
+    services: Vec<ServiceBlock>,
+    lookback: String,
+    lookbacks: Vec<(&'static str, &'static str)>,
+}
+
+fn pct_of(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "–".into()
+    } else {
+        format!("{:.1}%", part as f64 / whole as f64 * 100.0)
+    }
+}
+
+async fn services_page(State(q): State<QueryService>, Query(p): Query<LookbackParams>) -> Response {
+    let (lookback, window) = lookback_of(&p, "15m");
+    let names = match q.services().await {
+        Ok(s) => s,
+        Err(e) => return error_page(e),
+    };
+    let mut services = Vec::new();
+    for name in names {
+        let stats = match q.operation_stats(&name, window).await {
+            Ok(s) => s,
+            Err(e) => return error_page(e),
+        };
+        let mut operations: Vec<OpRow> = stats
+            .iter()
+            .map(|o| OpRow {
+                name: o.operation.clone(),
+                kind: o.kind.as_str(),
+                rate: format!(
+                    "{}{:.2}",
+                    if o.capped { "≥" } else { "" },
+                    o.count as f64 / window.as_secs_f64().max(1.0)
+                ),
+                error_pct: pct_of(o.errors, o.count),
+                p50: human_duration(o.p50_us * 1_000),
+                p95: human_duration(o.p95_us * 1_000),
+                p99: human_duration(o.p99_us * 1_000),
+                search: format!(
+                    "/search?service={}&operation={}&lookback={lookback}",
+                    encode(&name),
+                    encode(&o.operation)
+                ),
+            })
+            .collect();
+        // Operations with no recent spans still show, from the catalog.
+        if let Ok(ops) = q.operations(&name).await {
+            for op in ops {
+                if !operations.iter().any(|r| r.name == op.name) {
+                    operations.push(OpRow {
+                        name: op.name.clone(),
+                        kind: op.kind.as_str(),
+                        rate: "0.00".into(),
+                        error_pct: "–".into(),
+                        p50: "–".into(),
+                        p95: "–".into(),
+                        p99: "–".into(),
+                        search: format!(
+                            "/search?service={}&operation={}&lookback={lookback}",
+                            encode(&name),
+                            encode(&op.name)
+                        ),
+                    });
+                }
+            }
+        }
+        services.push(ServiceBlock {
+            color: service_color(&name),
+            name,
+            operations,
+        });
+    }
+    render(&ServicesPage {
+        services,
+        lookback,
+        lookbacks: LOOKBACKS.to_vec(),
+    })
+}
+
+struct GraphNode {
+    name: String,
+    color: String,
+    x: String,
+    y: String,
+    tx: String,
+    ty: String,
+    anchor: &'static str,
+}
+
+struct GraphEdge {
+    caller: String,
+    callee: String,
+    calls: u64,
+    errors: u64,
+    error_pct: String,
+    x1: String,
+    y1: String,
+    x2: String,
+    y2: String,
+    lx: String,
+    ly: String,
+    width: String,
+}
+
+#[derive(Template)]
+#[template(path = "dependencies.html")]
+struct DependenciesPage {
+    size: u32,
+    nodes: Vec<GraphNode>,
+    edges: Vec<GraphEdge>,
+    lookback: String,
+    lookbacks: Vec<(&'static str, &'static str)>,
+}
+
+async fn dependencies_page(
+    State(q): State<QueryService>,
+    Query(p): Query<LookbackParams>,
+) -> Response {
+    let (lookback, window) = lookback_of(&p, "1h");
+    let end = q.now_us() + 1;
+    let deps = match q
+        .dependencies(end.saturating_sub(window.as_micros() as u64), end)
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return error_page(e),
+    };
+    // Services on a circle, calls as arrows between them.
+    let mut names: Vec<&str> = deps
+        .iter()
+        .flat_map(|d| [d.caller.as_str(), d.callee.as_str()])
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let size = 640u32;
+    let (c, r) = (f64::from(size) / 2.0, f64::from(size) / 2.0 - 110.0);
+    let pos = |i: usize| {
+        let a = std::f64::consts::TAU * i as f64 / names.len().max(1) as f64
+            - std::f64::consts::FRAC_PI_2;
+        (c + r * a.cos(), c + r * a.sin(), a.cos())
+    };
+    let nodes = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let (x, y, cos) = pos(i);
+            GraphNode {
+                name: n.to_string(),
+                color: service_color(n),
+                x: format!("{x:.1}"),
+                y: format!("{y:.1}"),
+                tx: format!("{:.1}", x + 10.0 * cos.signum()),
+                ty: format!("{:.1}", y + 4.0),
+                anchor: if cos < -0.1 {
+                    "end"
+                } else if cos > 0.1 {
+                    "start"
+                } else {
+                    "middle"
+                },
+            }
+        })
+        .collect();
+    let index = |n: &str| names.iter().position(|x| *x == n).unwrap_or(0);
+    let edges = deps
+        .iter()
+        .map(|d| {
+            let (x1, y1, _) = pos(index(&d.caller));
+            let (x2, y2, _) = pos(index(&d.callee));
+            // Stop the arrow at the callee's dot.
+            let len = ((x2 - x1).powi(2) + (y2 - y1).powi(2)).sqrt().max(1.0);
+            let (ex, ey) = (x2 - (x2 - x1) / len * 9.0, y2 - (y2 - y1) / len * 9.0);
+            GraphEdge {
+                caller: d.caller.clone(),
+                callee: d.callee.clone(),
+                calls: d.calls,
+                errors: d.errors,
+                error_pct: pct_of(d.errors, d.calls),
+                x1: format!("{x1:.1}"),
+                y1: format!("{y1:.1}"),
+                x2: format!("{ex:.1}"),
+                y2: format!("{ey:.1}"),
+                lx: format!("{:.1}", (x1 + x2) / 2.0),
+                ly: format!("{:.1}", (y1 + y2) / 2.0 - 3.0),
+                width: format!("{:.1}", 1.0 + (d.calls.max(1) as f64).log10()),
+            }
+        })
+        .collect();
+    render(&DependenciesPage {
+        size,
+        nodes,
+        edges,
+        lookback,
+        lookbacks: LOOKBACKS.to_vec(),
+    })
 }
 
 /// Percent-encodes a query-string component.
@@ -802,5 +1039,24 @@ mod tests {
         let (status, js) = get(app, "/static/phosphor.js").await;
         assert_eq!(status, StatusCode::OK);
         assert!(js.contains("button.toggle"));
+    }
+
+    #[tokio::test]
+    async fn services_and_dependencies_pages() {
+        let app = app_with_trace().await;
+        let (status, html) = get(app.clone(), "/services?lookback=1h").await;
+        assert_eq!(status, StatusCode::OK);
+        // One card-api span of each operation, one of them failed.
+        assert!(html.contains("<td>charge</td><td>server</td>"), "{html}");
+        assert!(html.contains("<td>100.0%</td>"), "{html}");
+        assert!(
+            html.contains("/search?service=card-api&amp;operation=charge&amp;lookback=1h")
+                || html.contains("/search?service=card-api&#38;operation=charge&#38;lookback=1h"),
+            "{html}"
+        );
+        let (status, html) = get(app.clone(), "/dependencies").await;
+        assert_eq!(status, StatusCode::OK);
+        // Both spans are card-api's: no call between services.
+        assert!(html.contains("No calls between services"));
     }
 }
