@@ -306,6 +306,7 @@ pub(crate) fn index_batch(
         }
         attributes.sort();
         attributes.dedup();
+        let root_name = operation.clone().unwrap_or_else(|| start.default_name());
         emit(
             &mut w,
             &Indexed {
@@ -322,17 +323,18 @@ pub(crate) fn index_batch(
                 attributes,
             },
         );
-        if client && start.parent_id.is_none() {
-            summaries
-                .entry(trace)
-                .or_default()
-                .offer_root(RootCandidate {
-                    start_us,
-                    service: start.service().to_string(),
-                    name: start.operation().unwrap_or_else(|| start.default_name()),
-                    has_parent: false,
-                });
-        }
+        // A client side without a parent is the root; a server side is one
+        // only where no such client side exists (an edge service whose
+        // callers are not traced).
+        summaries
+            .entry(trace)
+            .or_default()
+            .offer_root(RootCandidate {
+                start_us,
+                service: start.service().to_string(),
+                name: root_name,
+                has_parent: !client || start.parent_id.is_some(),
+            });
     }
 
     for (trace, s) in summaries {

@@ -502,3 +502,26 @@ fn operation_stats_come_from_the_index() {
         .unwrap();
     assert_eq!(late[0].count, 11);
 }
+
+#[test]
+fn a_trace_of_server_sides_only_still_has_a_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let mut sr = ann(AnnotationType::ServerRecv, 1, T0);
+    let mut ss = ann(AnnotationType::ServerSend, 1, T0 + 50);
+    for f in [&mut sr, &mut ss] {
+        if let Fragment::Annotation(a) = f {
+            a.origin.clear();
+            a.destination = "edge".into();
+        }
+    }
+    store.write(&[sr, ss]).unwrap();
+    let s = store.summaries(&[TraceId([7; 16])]).unwrap()[0]
+        .clone()
+        .unwrap();
+    let root = s.root.unwrap();
+    assert_eq!(
+        (root.service.as_str(), root.name.as_str()),
+        ("edge", "authorise")
+    );
+}
