@@ -32,6 +32,7 @@ pub fn router(query: QueryService) -> Router {
         .route("/search", get(search_page))
         .route("/traces", get(lookup))
         .route("/services", get(services_page))
+        .route("/live", get(live_page))
         .route("/dependencies", get(dependencies_page))
         .route("/traces/{id}", get(trace_page))
         .route("/static/phosphor.css", get(css))
@@ -412,6 +413,56 @@ async fn search_page(
     });
     *resp.status_mut() = status;
     resp
+}
+
+#[derive(Template)]
+#[template(path = "live.html")]
+struct LivePage {
+    refresh: u32,
+    now: String,
+    service: String,
+    services: Vec<String>,
+    traces: Vec<TraceRow>,
+    errors: Vec<TraceRow>,
+}
+
+#[derive(Deserialize)]
+struct LiveParams {
+    service: Option<String>,
+}
+
+/// The page to leave open during an incident: the newest traces and the
+/// newest errors, refreshed every few seconds (a meta refresh: no script).
+async fn live_page(State(q): State<QueryService>, Query(p): Query<LiveParams>) -> Response {
+    let service = p.service.unwrap_or_default();
+    let now = q.now_us();
+    let query = |errors_only: bool, limit: usize| phosphor_store::SearchQuery {
+        service: (!service.is_empty()).then(|| service.clone()),
+        errors_only,
+        start_us: now.saturating_sub(15 * 60 * 1_000_000),
+        end_us: now + phosphor_query::FUTURE_SLACK_US,
+        limit,
+        ..Default::default()
+    };
+    let (traces, errors) = match (
+        q.search(query(false, 30)).await,
+        q.search(query(true, 20)).await,
+    ) {
+        (Ok(t), Ok(e)) => (t, e),
+        (Err(e), _) | (_, Err(e)) => return error_page(e),
+    };
+    let rows = |hits: &[TraceSummary]| {
+        let longest = hits.iter().map(|h| h.duration_us).max().unwrap_or(1);
+        hits.iter().map(|h| row_of(h, longest)).collect::<Vec<_>>()
+    };
+    render(&LivePage {
+        refresh: 5,
+        now: timestamp(now * 1_000),
+        services: q.services().await.unwrap_or_default(),
+        service,
+        traces: rows(&traces),
+        errors: rows(&errors),
+    })
 }
 
 #[derive(Deserialize)]
@@ -1058,5 +1109,25 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         // Both spans are card-api's: no call between services.
         assert!(html.contains("No calls between services"));
+    }
+
+    #[tokio::test]
+    async fn live_page_lists_the_newest_traces_and_errors_and_refreshes() {
+        let app = app_with_trace().await;
+        let (status, html) = get(app.clone(), "/live").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+        let errors = html.split("Latest traces").next().unwrap();
+        assert!(
+            errors.contains(&format!(
+                "/traces/{}?span={}",
+                "05".repeat(16),
+                "02".repeat(8)
+            )),
+            "{html}"
+        );
+        let (_, html) = get(app, "/live?service=nope").await;
+        assert!(html.contains("No errors in the last 15 minutes"));
+        assert!(html.contains("No traces in the last 15 minutes"));
     }
 }
