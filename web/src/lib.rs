@@ -33,6 +33,7 @@ pub fn router(query: QueryService) -> Router {
         .route("/traces", get(lookup))
         .route("/services", get(services_page))
         .route("/live", get(live_page))
+        .route("/compare", get(compare_page))
         .route("/dependencies", get(dependencies_page))
         .route("/traces/{id}", get(trace_page))
         .route("/static/phosphor.css", get(css))
@@ -413,6 +414,177 @@ async fn search_page(
     });
     *resp.status_mut() = status;
     resp
+}
+
+struct CompareRow {
+    class: &'static str,
+    indent: String,
+    service: String,
+    color: String,
+    name: String,
+    a: String,
+    b: String,
+    change: String,
+}
+
+#[derive(Template)]
+#[template(path = "compare.html")]
+struct ComparePage {
+    a: String,
+    b: String,
+    a_title: String,
+    b_title: String,
+    a_duration: String,
+    b_duration: String,
+    only_a: usize,
+    only_b: usize,
+    rows: Vec<CompareRow>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CompareParams {
+    a: Option<String>,
+    b: Option<String>,
+}
+
+/// Keys spans by where they sit: the (service, name) path from the root,
+/// and which of its same-named siblings it is.
+fn structural_keys(t: &Trace) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::with_capacity(t.spans.len());
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for n in &t.spans {
+        let parent = n.parent.map(|p| keys[p].as_str()).unwrap_or("");
+        let base = format!("{parent}/{}:{}", n.service, n.name);
+        let i = seen.entry(base.clone()).or_default();
+        keys.push(format!("{base}#{i}"));
+        *i += 1;
+    }
+    keys
+}
+
+/// A structural diff of two traces: spans matched by their place in the
+/// tree, those present in one only, and the duration change of the rest.
+fn compare(a: &Trace, b: &Trace) -> (Vec<CompareRow>, usize, usize) {
+    let (ka, kb) = (structural_keys(a), structural_keys(b));
+    let in_b: std::collections::HashMap<&str, usize> = kb
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let in_a: std::collections::HashSet<&str> = ka.iter().map(String::as_str).collect();
+    let row = |class, n: &phosphor_query::Node, a: String, b: String, change: String| CompareRow {
+        class,
+        indent: format!("{:.1}", n.depth as f64 * 1.2),
+        service: n.service.clone(),
+        color: service_color(&n.service),
+        name: n.name.clone(),
+        a,
+        b,
+        change,
+    };
+    let mut rows = Vec::new();
+    let (mut only_a, mut only_b) = (0, 0);
+    for (i, n) in a.spans.iter().enumerate() {
+        match in_b.get(ka[i].as_str()) {
+            Some(&j) => {
+                let (da, db) = (n.duration_ns(), b.spans[j].duration_ns());
+                let delta = db as f64 - da as f64;
+                let pct = if da > 0 {
+                    delta / da as f64 * 100.0
+                } else {
+                    0.0
+                };
+                let class = if pct > 20.0 && delta > 1e6 {
+                    "slower"
+                } else if pct < -20.0 && delta < -1e6 {
+                    "faster"
+                } else {
+                    "same"
+                };
+                let sign = if delta < 0.0 { "-" } else { "+" };
+                rows.push(row(
+                    class,
+                    n,
+                    human_duration(da),
+                    human_duration(db),
+                    format!("{sign}{} ({pct:+.0}%)", human_duration(delta.abs() as u64)),
+                ));
+            }
+            None => {
+                only_a += 1;
+                rows.push(row(
+                    "only-a",
+                    n,
+                    human_duration(n.duration_ns()),
+                    "–".into(),
+                    String::new(),
+                ));
+            }
+        }
+    }
+    for (j, n) in b.spans.iter().enumerate() {
+        if !in_a.contains(kb[j].as_str()) {
+            only_b += 1;
+            rows.push(row(
+                "only-b",
+                n,
+                "–".into(),
+                human_duration(n.duration_ns()),
+                String::new(),
+            ));
+        }
+    }
+    (rows, only_a, only_b)
+}
+
+fn title(t: &Trace) -> String {
+    t.spans
+        .iter()
+        .find(|n| !n.placeholder)
+        .map(|r| format!("{}: {}", r.service, r.name))
+        .unwrap_or_default()
+}
+
+async fn compare_page(State(q): State<QueryService>, Query(p): Query<CompareParams>) -> Response {
+    let (a, b) = (p.a.unwrap_or_default(), p.b.unwrap_or_default());
+    let mut page = ComparePage {
+        a: a.clone(),
+        b: b.clone(),
+        a_title: String::new(),
+        b_title: String::new(),
+        a_duration: String::new(),
+        b_duration: String::new(),
+        only_a: 0,
+        only_b: 0,
+        rows: Vec::new(),
+        error: None,
+    };
+    if a.is_empty() || b.is_empty() {
+        return render(&page);
+    }
+    match (q.trace(&a).await, q.trace(&b).await) {
+        (Ok(ta), Ok(tb)) => {
+            let (rows, only_a, only_b) = compare(&ta, &tb);
+            page.rows = rows;
+            page.only_a = only_a;
+            page.only_b = only_b;
+            page.a_title = title(&ta);
+            page.b_title = title(&tb);
+            page.a_duration = human_duration(ta.duration_ns());
+            page.b_duration = human_duration(tb.duration_ns());
+            render(&page)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            page.error = Some(e.to_string());
+            let mut resp = render(&page);
+            *resp.status_mut() = match e {
+                Error::TraceNotFound(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            resp
+        }
+    }
 }
 
 #[derive(Template)]
@@ -1129,5 +1301,42 @@ mod tests {
         let (_, html) = get(app, "/live?service=nope").await;
         assert!(html.contains("No errors in the last 15 minutes"));
         assert!(html.contains("No traces in the last 15 minutes"));
+    }
+
+    #[tokio::test]
+    async fn compare_shows_what_changed_between_two_traces() {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let mk = |trace: u8, id: u8, parent: Option<u8>, name: &str, dur_ms: u64| {
+            let Fragment::Span(mut s) = span(id, parent, name, SpanStatus::Unset) else {
+                unreachable!()
+            };
+            s.trace_id = TraceId([trace; 16]);
+            s.end_ns = s.start_ns + dur_ms * 1_000_000;
+            Fragment::Span(s)
+        };
+        store
+            .write(&[
+                mk(1, 1, None, "checkout", 10),
+                mk(1, 2, Some(1), "charge", 4),
+                mk(1, 3, Some(1), "audit", 1),
+                mk(2, 1, None, "checkout", 30),
+                mk(2, 2, Some(1), "charge", 25),
+                mk(2, 4, Some(1), "retry", 2),
+            ])
+            .unwrap();
+        let app = router(QueryService::new(Arc::new(store)));
+        let (a, b) = ("01".repeat(16), "02".repeat(16));
+        let (status, html) = get(app.clone(), &format!("/compare?a={a}&b={b}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("1 span(s) only in A, 1 only in B"), "{html}");
+        let charge = html.split("charge").nth(1).unwrap();
+        assert!(charge.contains("+21.00ms (+525%)"), "{charge}");
+        assert!(html.contains("class=\"slower\""));
+        assert!(html.contains("audit <span class=\"tag\">only in A</span>"));
+        assert!(html.contains("retry <span class=\"tag\">only in B</span>"));
+        let (status, html) = get(app, &format!("/compare?a={a}&b={}", "09".repeat(16))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(html.contains("not found"));
     }
 }
