@@ -193,10 +193,22 @@ impl QueryService {
         service: &str,
         lookback: Duration,
     ) -> Result<Vec<phosphor_store::OperationStats>> {
+        self.operation_stats_sampled(service, lookback, STATS_SAMPLE)
+            .await
+    }
+
+    /// As [`QueryService::operation_stats`], reading at most `sample` spans
+    /// per operation (the newest).
+    pub async fn operation_stats_sampled(
+        &self,
+        service: &str,
+        lookback: Duration,
+        sample: usize,
+    ) -> Result<Vec<phosphor_store::OperationStats>> {
         let service = service.to_string();
         let end = self.now_us();
         let start = end.saturating_sub(lookback.as_micros() as u64);
-        self.blocking(move |store| Ok(store.operation_stats(&service, start, end, STATS_SAMPLE)?))
+        self.blocking(move |store| Ok(store.operation_stats(&service, start, end, sample)?))
             .await
     }
 

@@ -926,6 +926,10 @@ struct SpanRow {
     critical: bool,
     highlight: bool,
     skew: Option<String>,
+    /// "Is this normal?": how this span compares with recent spans of its
+    /// operation, and whether it is far slower than usual.
+    typical: Option<String>,
+    unusual: Option<String>,
 }
 
 #[derive(Template)]
@@ -948,7 +952,41 @@ fn pct(x: f64) -> String {
     format!("{:.3}", x.clamp(0.0, 100.0))
 }
 
-fn trace_view(t: &Trace, highlight: Option<&str>) -> TracePage {
+/// Recent latency of an operation: (p50, p99, spans seen), in µs.
+type Typical = std::collections::HashMap<(String, String, &'static str), (u64, u64, u64)>;
+
+/// Spans seen before a span is judged against its operation's percentiles.
+const MIN_TYPICAL_SAMPLE: u64 = 20;
+
+/// What recent spans of each operation in a trace looked like, over the last
+/// hour, from the index (a sample of the newest spans of each).
+async fn typical_of(q: &QueryService, t: &Trace) -> Typical {
+    let mut services: Vec<&str> = t
+        .spans
+        .iter()
+        .filter(|n| !n.placeholder)
+        .map(|n| n.service.as_str())
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    let mut out = Typical::new();
+    for svc in services {
+        if let Ok(stats) = q
+            .operation_stats_sampled(svc, Duration::from_secs(3_600), 500)
+            .await
+        {
+            for s in stats {
+                out.insert(
+                    (svc.to_string(), s.operation, s.kind.as_str()),
+                    (s.p50_us, s.p99_us, s.count),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePage {
     use phosphor_store::model::Side;
     let total = t.duration_ns().max(1) as f64;
     let rows = t
@@ -1023,6 +1061,28 @@ fn trace_view(t: &Trace, highlight: Option<&str>) -> TracePage {
                     let sign = if n.skew_shift_ns < 0 { "-" } else { "+" };
                     format!("{sign}{}", human_duration(n.skew_shift_ns.unsigned_abs()))
                 }),
+                typical: typical
+                    .get(&(n.service.clone(), n.name.clone(), n.kind.as_str()))
+                    .filter(|(_, _, count)| *count >= MIN_TYPICAL_SAMPLE)
+                    .map(|(p50, p99, count)| {
+                        format!(
+                            "p50 {}, p99 {} over the last hour ({count} spans)",
+                            human_duration(p50 * 1_000),
+                            human_duration(p99 * 1_000)
+                        )
+                    }),
+                unusual: typical
+                    .get(&(n.service.clone(), n.name.clone(), n.kind.as_str()))
+                    .filter(|(p50, p99, count)| {
+                        let d = n.duration_ns() / 1_000;
+                        *count >= MIN_TYPICAL_SAMPLE && !n.incomplete && d > *p99 && d > p50 * 2
+                    })
+                    .map(|(p50, _, _)| {
+                        format!(
+                            "{:.1}× p50",
+                            (n.duration_ns() / 1_000) as f64 / (*p50).max(1) as f64
+                        )
+                    }),
             }
         })
         .collect();
@@ -1070,7 +1130,10 @@ async fn trace_page(
     Query(p): Query<TraceParams>,
 ) -> Response {
     match q.trace(&id).await {
-        Ok(t) => render(&trace_view(&t, p.span.as_deref())),
+        Ok(t) => {
+            let typical = typical_of(&q, &t).await;
+            render(&trace_view(&t, p.span.as_deref(), &typical))
+        }
         Err(e) => error_page(e),
     }
 }
@@ -1338,5 +1401,29 @@ mod tests {
         let (status, html) = get(app, &format!("/compare?a={a}&b={}", "09".repeat(16))).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(html.contains("not found"));
+    }
+
+    #[tokio::test]
+    async fn a_span_far_slower_than_its_operation_usually_is_flagged() {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let spans: Vec<Fragment> = (1..=101u8)
+            .map(|t| {
+                let Fragment::Span(mut s) = span(1, None, "work", SpanStatus::Unset) else {
+                    unreachable!()
+                };
+                s.trace_id = TraceId([t; 16]);
+                s.end_ns = s.start_ns + if t == 101 { 50_000_000 } else { 1_000_000 };
+                Fragment::Span(s)
+            })
+            .collect();
+        store.write(&spans).unwrap();
+        let app = router(QueryService::new(Arc::new(store)));
+        let (_, slow) = get(app.clone(), &format!("/traces/{}", "65".repeat(16))).await;
+        assert!(slow.contains("slow: 50.0× p50"), "{slow}");
+        assert!(slow.contains("p50 1.00ms, p99 1.00ms over the last hour (101 spans)"));
+        let (_, normal) = get(app, &format!("/traces/{}", "07".repeat(16))).await;
+        assert!(!normal.contains("slow:"));
+        assert!(normal.contains("over the last hour"));
     }
 }
