@@ -34,6 +34,7 @@ pub fn router(query: QueryService) -> Router {
         .route("/services", get(services_page))
         .route("/live", get(live_page))
         .route("/compare", get(compare_page))
+        .route("/upload", get(upload_page))
         .route("/dependencies", get(dependencies_page))
         .route("/traces/{id}", get(trace_page))
         .route("/static/phosphor.css", get(css))
@@ -585,6 +586,14 @@ async fn compare_page(State(q): State<QueryService>, Query(p): Query<ComparePara
             resp
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "upload.html")]
+struct UploadPage;
+
+async fn upload_page() -> Response {
+    render(&UploadPage)
 }
 
 #[derive(Template)]
@@ -1322,9 +1331,13 @@ mod tests {
         // highlighted span.
         assert!(html.contains("row error critical highlight"), "{html}");
         assert!(html.contains("aria-expanded=\"true\""));
-        let (status, js) = get(app, "/static/phosphor.js").await;
+        let (status, js) = get(app.clone(), "/static/phosphor.js").await;
         assert_eq!(status, StatusCode::OK);
         assert!(js.contains("button.toggle"));
+        assert!(js.contains("/api/v1/upload"));
+        let (status, html) = get(app, "/upload").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("id=\"upload-file\""));
     }
 
     #[tokio::test]

@@ -29,3 +29,26 @@ if (highlighted) {
   highlighted.open = true;
   highlighted.scrollIntoView({ block: "center" });
 }
+
+// Upload: send a trace file to /api/v1/upload and open what it held.
+const uploadForm = document.getElementById("upload-form");
+if (uploadForm) {
+  uploadForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const status = document.getElementById("upload-status");
+    const file = document.getElementById("upload-file").files[0];
+    if (!file) return;
+    status.textContent = "Uploading…";
+    const resp = await fetch("/api/v1/upload", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: await file.text(),
+    });
+    const body = await resp.json().catch(() => ({}));
+    if (resp.ok && body.traces && body.traces.length > 0) {
+      window.location.href = "/traces/" + encodeURIComponent(body.traces[0]);
+    } else {
+      status.textContent = "⚠ " + ((body.error && body.error.message) || resp.statusText);
+    }
+  });
+}
