@@ -44,4 +44,10 @@ fn main() {
         "disk: {bytes} bytes, {:.1} bytes/span",
         bytes as f64 / stored as f64
     );
+    for (name, b) in store.column_family_sizes().expect("sizes") {
+        println!(
+            "  {name}: {b} bytes, {:.1} bytes/span",
+            b as f64 / stored as f64
+        );
+    }
 }

@@ -749,6 +749,27 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes of SST files per column family (after a flush, what each part
+    /// of the data takes on disk).
+    pub fn column_family_sizes(&self) -> Result<Vec<(String, u64)>> {
+        let mut names: Vec<String> = cf::FIXED.iter().map(|s| s.to_string()).collect();
+        for p in self.partitions() {
+            names.push(cf::spans(p));
+            names.push(cf::index(p));
+        }
+        let mut out = Vec::new();
+        for name in names {
+            if let Ok(cf) = self.cf(&name) {
+                let bytes = self
+                    .db
+                    .property_int_value_cf(&cf, "rocksdb.total-sst-files-size")?
+                    .unwrap_or(0);
+                out.push((name, bytes));
+            }
+        }
+        Ok(out)
+    }
+
     /// Bytes the data directory takes on disk.
     pub fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.path)
