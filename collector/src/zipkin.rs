@@ -149,7 +149,19 @@ fn cut(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-fn convert(z: ZSpan, limits: &Limits) -> Result<Span, String> {
+/// Zipkin accepts hex IDs shorter than 16 digits, as numbers: pad them.
+fn pad_hex(s: &str) -> String {
+    if s.len() < 16 && !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("{s:0>16}")
+    } else {
+        s.to_string()
+    }
+}
+
+fn convert(mut z: ZSpan, limits: &Limits) -> Result<Span, String> {
+    z.trace_id = pad_hex(&z.trace_id);
+    z.id = pad_hex(&z.id);
+    z.parent_id = z.parent_id.as_deref().map(pad_hex);
     let (trace_id, _) = match z.trace_id.len() {
         16 | 32 if z.trace_id.bytes().all(|b| b.is_ascii_hexdigit()) => {
             TraceId::parse(&z.trace_id.to_ascii_lowercase()).map_err(|e| e.to_string())?
@@ -317,131 +329,352 @@ fn value_text(v: &serde_json::Value) -> String {
     }
 }
 
-/// Splits a v1 span into v2 spans, as Zipkin's `V1SpanConverter` does.
+/// One v2 span being built from a v1 span.
+#[derive(Debug, Clone, Default)]
+struct Builder {
+    local: Option<ZEndpoint>,
+    remote: Option<ZEndpoint>,
+    kind: Option<&'static str>,
+    timestamp: Option<u64>,
+    duration: Option<u64>,
+    shared: bool,
+    annotations: Vec<ZAnnotation>,
+    tags: BTreeMap<String, String>,
+}
+
+fn same_service(a: &ZEndpoint, b: &ZEndpoint) -> bool {
+    a.service_name == b.service_name
+}
+
+/// Splits a v1 span into v2 spans the way Zipkin's `V1SpanConverter` does:
+/// one v2 span per local endpoint (service), core annotations (`cs`, `sr`,
+/// `ss`, `cr`, `ms`, `mr`, `ws`, `wr`) setting kind, timestamp and
+/// duration, a client+server span split into a client span and a `shared`
+/// server span, other annotations and string binary annotations going to
+/// the span of their endpoint, and `ca`/`sa`/`ma` addresses becoming remote
+/// endpoints.
 pub fn from_v1(v1: V1Span) -> Vec<ZSpan> {
-    let find = |v: &str| v1.annotations.iter().find(|a| a.value == v);
-    let (cs, cr, sr, ss) = (find("cs"), find("cr"), find("sr"), find("ss"));
-    let (ms, mr) = (find("ms"), find("mr"));
-    let base = ZSpan {
-        trace_id: v1.trace_id.clone(),
-        id: v1.id.clone(),
-        parent_id: v1.parent_id.clone(),
-        name: v1.name.clone(),
-        debug: v1.debug,
-        ..ZSpan::default()
+    let mut c = V1Convert {
+        spans: vec![Builder::default()],
     };
-    let mut out: Vec<ZSpan> = Vec::new();
-    let side = |kind: &str, start: Option<&V1Annotation>, end: Option<&V1Annotation>| {
-        let begin = start.or(end)?;
-        let mut s = base.clone();
-        s.kind = Some(kind.to_string());
-        s.local_endpoint = begin.endpoint.clone();
-        s.timestamp = start.map(|a| a.timestamp);
-        s.duration = match (start, end) {
-            (Some(a), Some(b)) if b.timestamp >= a.timestamp => Some(b.timestamp - a.timestamp),
+    let ts = v1.timestamp.unwrap_or(0);
+    let dur = v1.duration.unwrap_or(0);
+    let mut core: BTreeMap<&str, V1Annotation> = BTreeMap::new();
+    for a in &v1.annotations {
+        let i = c.for_endpoint(a.endpoint.as_ref());
+        let value = a.value.as_str();
+        let kind = match value {
+            "cs" | "cr" => Some("CLIENT"),
+            "sr" | "ss" => Some("SERVER"),
+            "ms" => Some("PRODUCER"),
+            "mr" => Some("CONSUMER"),
             _ => None,
         };
-        Some(s)
-    };
-    let client = side("CLIENT", cs, cr);
-    let server = side("SERVER", sr, ss);
-    let has_client = client.is_some();
-    if let Some(mut c) = client {
-        // The span's own timestamp and duration are the client's view.
-        c.timestamp = v1.timestamp.or(c.timestamp);
-        c.duration = v1.duration.or(c.duration);
-        out.push(c);
-    }
-    if let Some(mut s) = server {
-        if has_client {
-            s.shared = Some(true);
+        // Core annotations need an endpoint; without one they are ordinary.
+        if a.endpoint.is_some()
+            && matches!(value, "cs" | "sr" | "ss" | "cr" | "ms" | "mr" | "ws" | "wr")
+        {
+            if let Some(k) = kind {
+                c.spans[i].kind = Some(k);
+            }
+            core.insert(value, a.clone());
         } else {
-            s.timestamp = v1.timestamp.or(s.timestamp);
-            s.duration = v1.duration.or(s.duration);
-        }
-        out.push(s);
-    }
-    if out.is_empty() {
-        if let Some(p) = side("PRODUCER", ms, None) {
-            out.push(p);
-        }
-        if let Some(c) = side("CONSUMER", mr, None) {
-            out.push(c);
+            c.spans[i].annotations.push(ZAnnotation {
+                timestamp: a.timestamp,
+                value: a.value.clone(),
+            });
         }
     }
-    if out.is_empty() {
-        // A local span: its endpoint from any annotation that has one.
-        let mut s = base.clone();
-        s.timestamp = v1.timestamp;
-        s.duration = v1.duration;
-        s.local_endpoint = v1
-            .annotations
-            .iter()
-            .filter_map(|a| a.endpoint.clone())
-            .chain(
-                v1.binary_annotations
-                    .iter()
-                    .filter_map(|b| b.endpoint.clone()),
-            )
-            .next();
-        out.push(s);
+    let end_reflects_span = |end: Option<&V1Annotation>| {
+        end.is_some_and(|e| ts != 0 && dur != 0 && ts + dur == e.timestamp)
+    };
+    // Bridging from an event model can lose a start annotation.
+    if !core.contains_key("cs") && end_reflects_span(core.get("cr")) {
+        let e = core["cr"].endpoint.clone();
+        core.insert(
+            "cs",
+            V1Annotation {
+                timestamp: ts,
+                value: "cs".into(),
+                endpoint: e,
+            },
+        );
+    }
+    if !core.contains_key("sr") && end_reflects_span(core.get("ss")) {
+        let e = core["ss"].endpoint.clone();
+        core.insert(
+            "sr",
+            V1Annotation {
+                timestamp: ts,
+                value: "sr".into(),
+                endpoint: e,
+            },
+        );
+    }
+    let get = |k: &str| core.get(k).cloned();
+    let (cs, sr, ss, cr) = (get("cs"), get("sr"), get("ss"), get("cr"));
+    let (ms, mr, ws, wr) = (get("ms"), get("mr"), get("ws"), get("wr"));
+
+    if let (Some(cs), Some(sr)) = (&cs, &sr) {
+        // In a shared span the client side owns the span's duration.
+        c.timestamp_duration(ts, dur, cs, cr.as_ref());
+        let client = c.for_endpoint(cs.endpoint.as_ref());
+        let server = if cs
+            .endpoint
+            .as_ref()
+            .zip(sr.endpoint.as_ref())
+            .is_some_and(|(a, b)| same_service(a, b))
+        {
+            // Loopback: fork the server side.
+            c.spans[client].kind = Some("CLIENT");
+            c.spans.push(Builder {
+                local: sr.endpoint.clone(),
+                kind: Some("SERVER"),
+                ..Builder::default()
+            });
+            c.spans.len() - 1
+        } else {
+            c.for_endpoint(sr.endpoint.as_ref())
+        };
+        c.spans[server].shared = true;
+        c.spans[server].timestamp = Some(sr.timestamp);
+        if let Some(ss) = &ss {
+            c.spans[server].duration = Some(ss.timestamp.saturating_sub(sr.timestamp));
+        }
+        if cr.is_none() && dur == 0 {
+            // One way: no duration.
+            c.spans[client].duration = None;
+        }
+    } else if let (Some(cs), Some(cr)) = (&cs, &cr) {
+        c.timestamp_duration(ts, dur, cs, Some(cr));
+    } else if let (Some(sr), Some(ss)) = (&sr, &ss) {
+        c.timestamp_duration(ts, dur, sr, Some(ss));
+    } else {
+        // Incomplete: the start annotation gives the timestamp, the end one
+        // stays an annotation.
+        for b in &mut c.spans {
+            match b.kind {
+                Some("CLIENT") => {
+                    if let Some(cs) = &cs {
+                        b.timestamp = Some(cs.timestamp);
+                    }
+                    if let Some(cr) = &cr {
+                        b.annotations.push(ZAnnotation {
+                            timestamp: cr.timestamp,
+                            value: cr.value.clone(),
+                        });
+                    }
+                }
+                Some("SERVER") => {
+                    if let Some(sr) = &sr {
+                        b.timestamp = Some(sr.timestamp);
+                    }
+                    if let Some(ss) = &ss {
+                        b.annotations.push(ZAnnotation {
+                            timestamp: ss.timestamp,
+                            value: ss.value.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if ts != 0 {
+            c.spans[0].timestamp = Some(ts);
+            c.spans[0].duration = (dur != 0).then_some(dur);
+        }
+    }
+    // v1 had no shared flag: a server side seen alone, without the span's
+    // own timestamp (or with it but without a duration), was shared.
+    if cs.is_none()
+        && let Some(sr) = &sr
+        && (ts == 0 || (ss.is_some() && dur == 0))
+    {
+        let i = c.for_endpoint(sr.endpoint.as_ref());
+        c.spans[i].shared = true;
     }
 
-    // The span a v1 annotation belongs to: the one whose local endpoint
-    // has its service, else the first.
-    let owner = |out: &[ZSpan], e: &Option<ZEndpoint>| -> usize {
-        let svc = e.as_ref().and_then(|e| e.service_name.as_deref());
-        out.iter()
-            .position(|s| {
-                svc.is_some()
-                    && s.local_endpoint
-                        .as_ref()
-                        .and_then(|l| l.service_name.as_deref())
-                        == svc
-            })
-            .unwrap_or(0)
-    };
-    const CORE: [&str; 6] = ["cs", "cr", "sr", "ss", "ms", "mr"];
-    for a in &v1.annotations {
-        if CORE.contains(&a.value.as_str()) {
+    if let (Some(ms), Some(mr)) = (&ms, &mr) {
+        let producer = c.for_endpoint(ms.endpoint.as_ref());
+        let consumer = if ms
+            .endpoint
+            .as_ref()
+            .zip(mr.endpoint.as_ref())
+            .is_some_and(|(a, b)| same_service(a, b))
+        {
+            c.spans[producer].kind = Some("PRODUCER");
+            c.spans.push(Builder {
+                local: mr.endpoint.clone(),
+                kind: Some("CONSUMER"),
+                ..Builder::default()
+            });
+            c.spans.len() - 1
+        } else {
+            c.for_endpoint(mr.endpoint.as_ref())
+        };
+        c.spans[consumer].shared = true;
+        match &wr {
+            Some(wr) => {
+                c.spans[consumer].timestamp = Some(wr.timestamp);
+                c.spans[consumer].duration = Some(mr.timestamp.saturating_sub(wr.timestamp));
+            }
+            None => c.spans[consumer].timestamp = Some(mr.timestamp),
+        }
+        c.spans[producer].timestamp = Some(ms.timestamp);
+        c.spans[producer].duration = ws
+            .as_ref()
+            .map(|w| w.timestamp.saturating_sub(ms.timestamp));
+    } else if let Some(ms) = &ms {
+        c.timestamp_duration(ts, dur, ms, ws.as_ref());
+    } else if let Some(mr) = &mr {
+        match &wr {
+            Some(wr) => c.timestamp_duration(ts, dur, wr, Some(mr)),
+            None => c.timestamp_duration(ts, dur, mr, None),
+        }
+    } else {
+        for w in [&ws, &wr].into_iter().flatten() {
+            let i = c.for_endpoint(w.endpoint.as_ref());
+            c.spans[i].annotations.push(ZAnnotation {
+                timestamp: w.timestamp,
+                value: w.value.clone(),
+            });
+        }
+    }
+
+    // Binary annotations: string values are tags; `true` under ca, sa or
+    // ma is an address.
+    let (mut ca, mut sa, mut ma) = (None, None, None);
+    for b in &v1.binary_annotations {
+        let value = match &b.value {
+            serde_json::Value::Bool(true) if matches!(b.key.as_str(), "ca" | "sa" | "ma") => {
+                match b.key.as_str() {
+                    "ca" => ca = b.endpoint.clone(),
+                    "sa" => sa = b.endpoint.clone(),
+                    _ => ma = b.endpoint.clone(),
+                }
+                continue;
+            }
+            v => value_text(v),
+        };
+        let i = c.for_endpoint(b.endpoint.as_ref());
+        if b.key == "lc" && value.is_empty() {
             continue;
         }
-        let i = owner(&out, &a.endpoint);
-        out[i].annotations.push(ZAnnotation {
-            timestamp: a.timestamp,
-            value: a.value.clone(),
-        });
+        c.spans[i].tags.insert(b.key.clone(), value);
     }
-    for b in &v1.binary_annotations {
-        let kind_index = |k: &str| out.iter().position(|s| s.kind.as_deref() == Some(k));
-        match b.key.as_str() {
-            // Addresses: the other side of the connection.
-            "sa" => {
-                if let Some(i) = kind_index("CLIENT").or(kind_index("PRODUCER")) {
-                    out[i].remote_endpoint = b.endpoint.clone();
-                }
+    let no_core = cs.is_none() && cr.is_none() && ss.is_none() && sr.is_none();
+    if no_core && (ca.is_some() || sa.is_some()) {
+        match (ca, sa) {
+            (Some(ca), Some(sa)) => {
+                let i = c.for_endpoint(Some(&ca));
+                c.spans[i].remote = Some(sa);
             }
-            "ca" => {
-                if let Some(i) = kind_index("SERVER") {
-                    out[i].remote_endpoint = b.endpoint.clone();
-                }
+            (None, Some(sa)) => c.spans[0].remote = Some(sa),
+            (Some(ca), None) => {
+                c.spans[0].kind = Some("SERVER");
+                c.spans[0].remote = Some(ca);
             }
-            "ma" => {
-                if let Some(i) = kind_index("CONSUMER").or(kind_index("PRODUCER")) {
-                    out[i].remote_endpoint = b.endpoint.clone();
-                }
+            (None, None) => {}
+        }
+    } else {
+        let server = sr.as_ref().or(ss.as_ref());
+        if let (Some(mut ca), Some(server)) = (ca, server)
+            && Some(&ca) != server.endpoint.as_ref()
+        {
+            // Finagle's "ca" carries the server's own service name: drop it,
+            // or the span would call itself.
+            if server
+                .endpoint
+                .as_ref()
+                .is_some_and(|e| same_service(&ca, e))
+            {
+                ca.service_name = None;
             }
-            "lc" if out[0].local_endpoint.is_none() => {
-                out[0].local_endpoint = b.endpoint.clone();
-                out[0].tags.insert("lc".into(), value_text(&b.value));
-            }
-            _ => {
-                let i = owner(&out, &b.endpoint);
-                out[i].tags.insert(b.key.clone(), value_text(&b.value));
+            let i = c.for_endpoint(server.endpoint.as_ref());
+            c.spans[i].remote = Some(ca);
+        }
+        if let Some(sa) = sa
+            && let Some(e) = cs.as_ref().or(cr.as_ref())
+        {
+            let i = c.for_endpoint(e.endpoint.as_ref());
+            c.spans[i].remote = Some(sa);
+        }
+        if let Some(ma) = ma {
+            for m in [&ms, &mr].into_iter().flatten() {
+                let i = c.for_endpoint(m.endpoint.as_ref());
+                c.spans[i].remote = Some(ma.clone());
             }
         }
     }
-    out
+
+    c.spans
+        .into_iter()
+        .map(|b| ZSpan {
+            trace_id: v1.trace_id.clone(),
+            id: v1.id.clone(),
+            parent_id: v1.parent_id.clone(),
+            name: v1.name.clone(),
+            kind: b.kind.map(str::to_string),
+            timestamp: b.timestamp,
+            duration: b.duration,
+            local_endpoint: b.local,
+            remote_endpoint: b.remote,
+            annotations: b.annotations,
+            tags: b.tags,
+            debug: v1.debug,
+            shared: b.shared.then_some(true),
+        })
+        .collect()
+}
+
+struct V1Convert {
+    /// The first span, then one per further endpoint.
+    spans: Vec<Builder>,
+}
+
+impl V1Convert {
+    /// The span for an endpoint: the first whose local endpoint has its
+    /// service (a span without one takes it), else a new one. No endpoint
+    /// means the first span.
+    fn for_endpoint(&mut self, e: Option<&ZEndpoint>) -> usize {
+        let Some(e) = e else { return 0 };
+        for (i, b) in self.spans.iter_mut().enumerate() {
+            match &b.local {
+                None => {
+                    b.local = Some(e.clone());
+                    return i;
+                }
+                Some(l) if same_service(l, e) => return i,
+                Some(_) => {}
+            }
+        }
+        self.spans.push(Builder {
+            local: Some(e.clone()),
+            ..Builder::default()
+        });
+        self.spans.len() - 1
+    }
+
+    /// The span's own timestamp and duration where the v1 span has both,
+    /// else those of its begin and end annotations.
+    fn timestamp_duration(
+        &mut self,
+        ts: u64,
+        dur: u64,
+        begin: &V1Annotation,
+        end: Option<&V1Annotation>,
+    ) {
+        let i = self.for_endpoint(begin.endpoint.as_ref());
+        if ts != 0 && dur != 0 {
+            self.spans[i].timestamp = Some(ts);
+            self.spans[i].duration = Some(dur);
+        } else {
+            self.spans[i].timestamp = Some(begin.timestamp);
+            if let Some(e) = end {
+                self.spans[i].duration = Some(e.timestamp.saturating_sub(begin.timestamp));
+            }
+        }
+    }
 }
 
 /// The Zipkin receiver.
@@ -707,7 +940,12 @@ mod tests {
                        {"traceId":"0101010101010101","id":"02","timestamp":5},
                        {"traceId":"0101010101010101","id":"0303030303030303"}]"#;
         let d = to_model(serde_json::from_str(json).unwrap(), &Limits::default());
-        assert_eq!((d.fragments.len(), d.rejected), (1, 3));
+        assert_eq!(
+            (d.fragments.len(), d.rejected),
+            (2, 2),
+            "{:?}",
+            d.first_error
+        );
         assert!(d.first_error.unwrap().contains("traceId"));
     }
 
@@ -749,6 +987,65 @@ mod tests {
             Some("/cards/1")
         );
         assert_eq!(c.id, s.id);
+    }
+
+    fn v1(json: &str) -> Vec<ZSpan> {
+        from_v1(serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn v1_loopback_one_way_and_incomplete_spans() {
+        // Loopback: client and server of one service still split in two.
+        let spans = v1(r#"{"traceId":"1","id":"2","name":"self","annotations":[
+            {"timestamp":10,"value":"cs","endpoint":{"serviceName":"svc"}},
+            {"timestamp":20,"value":"sr","endpoint":{"serviceName":"svc"}},
+            {"timestamp":30,"value":"ss","endpoint":{"serviceName":"svc"}},
+            {"timestamp":40,"value":"cr","endpoint":{"serviceName":"svc"}}]}"#);
+        let kinds: Vec<_> = spans
+            .iter()
+            .map(|s| (s.kind.as_deref(), s.timestamp, s.duration, s.shared))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (Some("CLIENT"), Some(10), Some(30), None),
+                (Some("SERVER"), Some(20), Some(10), Some(true))
+            ]
+        );
+        // One way: a client send and a server receive, no reply.
+        let spans = v1(r#"{"traceId":"1","id":"3","annotations":[
+            {"timestamp":10,"value":"cs","endpoint":{"serviceName":"a"}},
+            {"timestamp":20,"value":"sr","endpoint":{"serviceName":"b"}}]}"#);
+        assert_eq!((spans[0].timestamp, spans[0].duration), (Some(10), None));
+        assert_eq!(
+            (spans[1].timestamp, spans[1].shared),
+            (Some(20), Some(true))
+        );
+        // Incomplete: only a client receive; it stays an annotation.
+        let spans = v1(r#"{"traceId":"1","id":"4","annotations":[
+            {"timestamp":50,"value":"cr","endpoint":{"serviceName":"a"}}]}"#);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].kind.as_deref(), Some("CLIENT"));
+        assert_eq!(
+            spans[0].annotations,
+            vec![ZAnnotation {
+                timestamp: 50,
+                value: "cr".into()
+            }]
+        );
+        // Messaging: producer and consumer.
+        let spans = v1(r#"{"traceId":"1","id":"5","annotations":[
+            {"timestamp":10,"value":"ms","endpoint":{"serviceName":"p"}},
+            {"timestamp":90,"value":"mr","endpoint":{"serviceName":"c"}}],
+            "binaryAnnotations":[{"key":"ma","value":true,"endpoint":{"serviceName":"kafka"}}]}"#);
+        assert_eq!(spans[0].kind.as_deref(), Some("PRODUCER"));
+        assert_eq!(spans[1].kind.as_deref(), Some("CONSUMER"));
+        assert_eq!(spans[1].shared, Some(true));
+        assert!(
+            spans.iter().all(
+                |s| s.remote_endpoint.as_ref().unwrap().service_name.as_deref() == Some("kafka")
+            )
+        );
     }
 
     #[test]
