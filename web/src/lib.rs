@@ -683,6 +683,7 @@ struct ServiceBlock {
 #[derive(Template)]
 #[template(path = "services.html")]
 struct ServicesPage {
+    action: &'static str,
     services: Vec<ServiceBlock>,
     lookback: String,
     lookbacks: Vec<(&'static str, &'static str)>,
@@ -757,6 +758,7 @@ async fn services_page(State(q): State<QueryService>, Query(p): Query<LookbackPa
         });
     }
     render(&ServicesPage {
+        action: "/services",
         services,
         lookback,
         lookbacks: LOOKBACKS.to_vec(),
@@ -791,6 +793,7 @@ struct GraphEdge {
 #[derive(Template)]
 #[template(path = "dependencies.html")]
 struct DependenciesPage {
+    action: &'static str,
     size: u32,
     nodes: Vec<GraphNode>,
     edges: Vec<GraphEdge>,
@@ -873,6 +876,7 @@ async fn dependencies_page(
         })
         .collect();
     render(&DependenciesPage {
+        action: "/dependencies",
         size,
         nodes,
         edges,
