@@ -3,17 +3,24 @@
 #
 # RocksDB is compiled from source by the rocksdb crate: it needs a C++
 # compiler and libclang (for its bindings). The test suite also needs
-# Python's venv module for the real-client tests.
+# Python's venv module for the real-client tests, and Chromium, Node.js and
+# npm for the browser tests.
 
 phosphor_need_debs() {
   local missing=()
   command -v c++ >/dev/null 2>&1 || missing+=(g++)
-  if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* /usr/lib/aarch64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
-    missing+=(libclang-dev)
-  fi
+  local f libclang=""
+  for f in /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*-linux-gnu/libclang*.so*; do
+    [ -e "$f" ] && libclang=yes
+  done
+  [ -n "$libclang" ] || [ -n "${LIBCLANG_PATH:-}" ] || missing+=(libclang-dev)
   if [ "${1:-}" = test ]; then
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+    # Browser tests: Debian's Chromium, driven by playwright-core from npm.
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
   fi
   [ ${#missing[@]} -eq 0 ] && return 0
 

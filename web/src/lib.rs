@@ -822,7 +822,7 @@ async fn dependencies_page(
     names.sort_unstable();
     names.dedup();
     let size = 640u32;
-    let (c, r) = (f64::from(size) / 2.0, f64::from(size) / 2.0 - 110.0);
+    let (c, r) = (f64::from(size) / 2.0, f64::from(size) / 2.0 - 150.0);
     let pos = |i: usize| {
         let a = std::f64::consts::TAU * i as f64 / names.len().max(1) as f64
             - std::f64::consts::FRAC_PI_2;

@@ -1,0 +1,97 @@
+//! The UI in a real headless browser (Debian's Chromium, driven by
+//! playwright-core from npm, both installed by `scripts/test.sh`): the
+//! incident path of `tests/browser/incident.mjs` against a server playing
+//! the demo system. Screenshots of each page are written to the directory
+//! this test prints.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+fn browser_tooling() -> Option<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let ready = std::path::Path::new(dir)
+        .join("node_modules/playwright-core")
+        .exists()
+        && std::path::Path::new(
+            &std::env::var("PHOSPHOR_CHROMIUM").unwrap_or("/usr/bin/chromium".into()),
+        )
+        .exists();
+    match (ready, std::env::var_os("PHOSPHOR_SKIP_BROWSER")) {
+        (true, _) => Some(dir.to_string()),
+        (false, Some(_)) => None,
+        (false, None) => panic!(
+            "the browser tests need Chromium and tests/browser/node_modules: run the suite with \
+             scripts/test.sh, which installs both (or set PHOSPHOR_SKIP_BROWSER=1 to skip on purpose)"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incident_path_in_headless_chromium() {
+    let Some(dir) = browser_tooling() else {
+        eprintln!("skipped on purpose: PHOSPHOR_SKIP_BROWSER is set");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let s = Server::start(&data.path().join("data"), &["--demo"]);
+
+    // Wait for the demo to have produced a failed payment and a few traces.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, errors) = s.get_json("/api/v1/search?status=error&lookback=1h").await;
+        let (_, all) = s.get_json("/api/v1/search?lookback=1h").await;
+        if !errors["data"].as_array().unwrap().is_empty()
+            && all["data"].as_array().unwrap().len() >= 3
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo sent no failing trace in 90s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    eprintln!("screenshots: {}", shots.display());
+    let out = tokio::process::Command::new("node")
+        .current_dir(&dir)
+        .arg("incident.mjs")
+        .arg(s.url(""))
+        .arg(&shots)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser walk failed:\n{stdout}\n{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let checks = summary["checks"].as_array().unwrap();
+    assert!(checks.len() >= 15, "{summary}");
+    for name in [
+        "search",
+        "trace",
+        "span-detail",
+        "compare",
+        "live",
+        "services",
+        "dependencies",
+    ] {
+        let f = shots.join(format!("{name}.png"));
+        assert!(
+            std::fs::metadata(&f)
+                .map(|m| m.len() > 1_000)
+                .unwrap_or(false),
+            "{} missing",
+            f.display()
+        );
+    }
+    s.stop();
+}

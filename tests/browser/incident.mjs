@@ -1,0 +1,95 @@
+// The incident path in a real browser: search for errors, open a trace from
+// the scatter plot, collapse and expand, open span detail, find the critical
+// path, compare two traces, and watch the live view pick up a new trace.
+//
+// Usage: node incident.mjs BASE_URL SCREENSHOT_DIR
+// Exits non-zero on the first failed check; prints a JSON summary.
+import { chromium } from "playwright-core";
+
+const [base, shots] = process.argv.slice(2);
+const executablePath = process.env.PHOSPHOR_CHROMIUM || "/usr/bin/chromium";
+const checks = [];
+function check(ok, what) {
+  if (!ok) throw new Error("check failed: " + what);
+  checks.push(what);
+}
+
+const browser = await chromium.launch({
+  executablePath,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+const cspViolations = [];
+page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
+page.on("pageerror", (e) => { throw e; });
+
+try {
+  // 1. Errors in the last hour.
+  await page.goto(`${base}/search?status=error&lookback=1h`);
+  const heading = await page.textContent("h1");
+  check(/^\d+ traces?$/.test(heading.trim()) && !heading.startsWith("0 "), `search found error traces (${heading.trim()})`);
+  const rows = await page.$$eval("table.traces tbody tr", (trs) => trs.map((tr) => tr.className));
+  check(rows.length > 0 && rows.every((c) => c.includes("has-error")), "every result row is marked as failed");
+  check((await page.$$(".scatter a.dot.error")).length === rows.length, "one red dot per result in the scatter plot");
+  await page.screenshot({ path: `${shots}/search.png`, fullPage: true });
+
+  // 2. Open a trace from the scatter plot.
+  await Promise.all([page.waitForNavigation(), page.click(".scatter a.dot")]);
+  check(page.url().includes("/traces/"), "a dot opens its trace");
+  const spanRows = await page.$$(".waterfall .row");
+  check(spanRows.length > 3, `the waterfall has rows (${spanRows.length})`);
+  check((await page.$$(".row.error")).length > 0, "failed spans are marked");
+  check((await page.$$(".row.critical")).length > 0, "the critical path is marked");
+  await page.screenshot({ path: `${shots}/trace.png`, fullPage: true });
+
+  // 3. Collapse the root's subtree, then expand it.
+  const visible = () => page.$$eval(".waterfall .row", (rs) => rs.filter((r) => !r.hidden).length);
+  const before = await visible();
+  await page.click(".waterfall .row button.toggle");
+  const collapsed = await visible();
+  check(collapsed < before, `collapsing hides the subtree (${before} -> ${collapsed} rows)`);
+  await page.click(".waterfall .row button.toggle");
+  check((await visible()) === before, "expanding shows it again");
+
+  // 4. Span detail of a failed span.
+  await page.click(".row.error > summary .op");
+  const detail = await page.textContent(".row.error[open] .detail");
+  check(/Span ID/.test(detail) && /Duration/.test(detail), "span detail opens with its fields");
+  await page.screenshot({ path: `${shots}/span-detail.png`, fullPage: false });
+
+  // 5. Compare two traces.
+  const ids = await page.evaluate(async () => {
+    const r = await fetch("/api/v1/search?lookback=1h&limit=2");
+    return (await r.json()).data.map((t) => t.traceId);
+  });
+  check(ids.length === 2, "two traces to compare");
+  await page.goto(`${base}/compare?a=${ids[0]}&b=${ids[1]}`);
+  check((await page.$$("table.compare tbody tr")).length > 3, "the comparison lists matched spans");
+  await page.screenshot({ path: `${shots}/compare.png`, fullPage: true });
+
+  // 6. The live view picks up a new trace by itself.
+  await page.goto(`${base}/live`);
+  const first = () => page.getAttribute("section[aria-labelledby=live-traces] tbody tr a", "href");
+  const start = await first();
+  let next = start;
+  for (let i = 0; i < 30 && next === start; i++) {
+    await page.waitForTimeout(500);
+    try { next = await first(); } catch { /* mid-reload */ }
+  }
+  check(next && next !== start, "the live view shows a new trace without a click");
+  await page.screenshot({ path: `${shots}/live.png`, fullPage: true });
+
+  // 7. Services and dependencies.
+  await page.goto(`${base}/services?lookback=1h`);
+  check((await page.$$("section.service")).length >= 5, "services are listed with their operations");
+  await page.screenshot({ path: `${shots}/services.png`, fullPage: true });
+  await page.goto(`${base}/dependencies?lookback=1h`);
+  check((await page.$$("svg.graph .edge")).length >= 5, "the dependency graph has edges");
+  await page.screenshot({ path: `${shots}/dependencies.png`, fullPage: true });
+
+  check(cspViolations.length === 0, "no Content-Security-Policy violations");
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify({ screenshots: shots, checks }));
