@@ -55,6 +55,22 @@ async fn the_incident_path_in_headless_chromium() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // A trace whose names and attributes hold markup and script.
+    let evil = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "<b>evil</b>"}}]},
+        "scopeSpans": [{"spans": [{"traceId": "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1", "spanId": "0000000000000001",
+            "name": "<script>window.__xss=1</script>", "kind": 2,
+            "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000001000000",
+            "attributes": [{"key": "note", "value": {"stringValue": "<img src=x onerror=window.__xss=1>"}}]}]}]}]});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", s.otlp_http))
+        .header("content-type", "application/json")
+        .body(evil.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     eprintln!("screenshots: {}", shots.display());
@@ -63,6 +79,7 @@ async fn the_incident_path_in_headless_chromium() {
         .arg("incident.mjs")
         .arg(s.url(""))
         .arg(&shots)
+        .arg("e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1")
         .output()
         .await
         .expect("run node");
@@ -74,7 +91,7 @@ async fn the_incident_path_in_headless_chromium() {
     );
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let checks = summary["checks"].as_array().unwrap();
-    assert!(checks.len() >= 15, "{summary}");
+    assert!(checks.len() >= 22, "{summary}");
     for name in [
         "search",
         "trace",

@@ -6,7 +6,7 @@
 // Exits non-zero on the first failed check; prints a JSON summary.
 import { chromium } from "playwright-core";
 
-const [base, shots] = process.argv.slice(2);
+const [base, shots, xssTrace] = process.argv.slice(2);
 const executablePath = process.env.PHOSPHOR_CHROMIUM || "/usr/bin/chromium";
 const checks = [];
 function check(ok, what) {
@@ -52,6 +52,25 @@ try {
   await page.click(".waterfall .row button.toggle");
   check((await visible()) === before, "expanding shows it again");
 
+  // 3b. Find in trace, and the keyboard.
+  await page.fill("#find", "cards");
+  const matches = (await page.$$(".row.match")).length;
+  check(matches >= 1 && (await page.textContent("#find-count")).startsWith(`${matches} span`), `find highlights ${matches} matching span(s)`);
+  await page.fill("#find", "");
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("j");
+  await page.keyboard.press("j");
+  const focused = await page.evaluate(() => {
+    const all = Array.from(document.querySelectorAll(".waterfall .row > summary"));
+    return all.indexOf(document.activeElement);
+  });
+  check(focused === 1, "j moves the focus down the waterfall");
+  await page.keyboard.press("k");
+  await page.keyboard.press("ArrowLeft");
+  check((await visible()) < before, "left arrow collapses the focused span");
+  await page.keyboard.press("ArrowRight");
+  check((await visible()) === before, "right arrow expands it");
+
   // 4. Span detail of a failed span.
   await page.click(".row.error > summary .op");
   const detail = await page.textContent(".row.error[open] .detail");
@@ -87,6 +106,17 @@ try {
   await page.goto(`${base}/dependencies?lookback=1h`);
   check((await page.$$("svg.graph .edge")).length >= 5, "the dependency graph has edges");
   await page.screenshot({ path: `${shots}/dependencies.png`, fullPage: true });
+
+  // 8. Names and attributes holding markup and script are shown, never run.
+  if (xssTrace) {
+    await page.goto(`${base}/traces/${xssTrace}`);
+    await page.click(".waterfall .row > summary .op");
+    const text = await page.textContent(".waterfall");
+    check(text.includes("<script>window.__xss=1</script>") && text.includes("<img src=x onerror="), "markup in span data shows as text");
+    check(await page.evaluate(() => window.__xss === undefined), "no script from span data ran");
+    await page.goto(`${base}/search?lookback=1h&service=%3Cb%3Eevil%3C%2Fb%3E`);
+    check(await page.evaluate(() => window.__xss === undefined && document.querySelectorAll("b").length === 0), "markup in a search query is not rendered");
+  }
 
   check(cspViolations.length === 0, "no Content-Security-Policy violations");
 } finally {

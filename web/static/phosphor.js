@@ -52,3 +52,47 @@ if (uploadForm) {
     }
   });
 }
+
+// Find in trace: highlight the spans whose name, service, attributes or
+// events contain the text, dim the rest, and say how many.
+const find = document.getElementById("find");
+if (find) {
+  const rows = Array.from(document.querySelectorAll(".waterfall .row"));
+  const count = document.getElementById("find-count");
+  find.addEventListener("input", () => {
+    const q = find.value.trim().toLowerCase();
+    let n = 0;
+    for (const r of rows) {
+      const hit = q !== "" && r.textContent.toLowerCase().includes(q);
+      r.classList.toggle("match", hit);
+      r.classList.toggle("dim", q !== "" && !hit);
+      if (hit) n++;
+    }
+    count.textContent = q === "" ? "" : `${n} span${n === 1 ? "" : "s"} match`;
+  });
+}
+
+// Keyboard: j/k move between rows, Enter opens (the browser's own), left and
+// right collapse and expand, / goes to Find.
+document.addEventListener("keydown", (e) => {
+  if (e.target instanceof HTMLInputElement) {
+    if (e.key === "Escape") e.target.blur();
+    return;
+  }
+  const summaries = Array.from(document.querySelectorAll(".waterfall .row:not([hidden]) > summary"));
+  if (summaries.length === 0) return;
+  const at = summaries.indexOf(document.activeElement);
+  if (e.key === "j" || e.key === "k") {
+    const next = e.key === "j" ? Math.min(at + 1, summaries.length - 1) : Math.max(at - 1, 0);
+    summaries[at < 0 ? 0 : next].focus();
+    e.preventDefault();
+  } else if ((e.key === "ArrowLeft" || e.key === "ArrowRight") && at >= 0) {
+    const btn = summaries[at].querySelector("button.toggle");
+    const expanded = btn && btn.getAttribute("aria-expanded") === "true";
+    if (btn && expanded === (e.key === "ArrowLeft")) btn.click();
+    e.preventDefault();
+  } else if (e.key === "/" && find) {
+    find.focus();
+    e.preventDefault();
+  }
+});
