@@ -37,6 +37,7 @@ pub fn router(query: QueryService) -> Router {
         .route("/upload", get(upload_page))
         .route("/dependencies", get(dependencies_page))
         .route("/traces/{id}", get(trace_page))
+        .route("/traces/{id}/spans/{index}", get(span_page))
         .route("/static/phosphor.css", get(css))
         .route("/static/phosphor.js", get(js))
         .layer(axum::middleware::map_response(csp))
@@ -913,6 +914,8 @@ async fn lookup(Query(p): Query<LookupParams>) -> Response {
 
 struct SpanRow {
     index: usize,
+    /// Index of the service's colour class in the page's style block.
+    color_class: usize,
     depth: usize,
     indent: String,
     name: String,
@@ -959,6 +962,28 @@ struct TracePage {
     warnings: Vec<String>,
     ticks: Vec<(String, String)>,
     rows: Vec<SpanRow>,
+    /// `.sN { --c: colour }` for each service (one rule instead of a style
+    /// attribute on every row).
+    color_classes: Vec<(usize, String)>,
+    /// Span details inside the page (small traces), or fetched when a row
+    /// opens (large ones: the page stays light).
+    inline_details: bool,
+}
+
+/// Traces up to this many spans carry every span's details in the page.
+pub const INLINE_DETAILS_MAX: usize = 1_000;
+
+#[derive(Template)]
+#[template(path = "span.html")]
+struct SpanPage {
+    trace_id: String,
+    r: SpanRow,
+}
+
+#[derive(Template)]
+#[template(path = "span_fragment.html")]
+struct SpanFragment {
+    r: SpanRow,
 }
 
 fn pct(x: f64) -> String {
@@ -1000,6 +1025,16 @@ async fn typical_of(q: &QueryService, t: &Trace) -> Typical {
 }
 
 fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePage {
+    let mut class_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for n in &t.spans {
+        let next = class_of.len();
+        class_of.entry(n.service.as_str()).or_insert(next);
+    }
+    let mut color_classes: Vec<(usize, String)> = class_of
+        .iter()
+        .map(|(svc, i)| (*i, service_color(svc)))
+        .collect();
+    color_classes.sort();
     use phosphor_store::model::Side;
     let total = t.duration_ns().max(1) as f64;
     let rows = t
@@ -1026,6 +1061,7 @@ fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePag
             );
             SpanRow {
                 index: i,
+                color_class: class_of[n.service.as_str()],
                 depth: n.depth,
                 indent: format!("{:.1}", n.depth as f64 * 1.2),
                 name: n.name.clone(),
@@ -1113,6 +1149,8 @@ fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePag
         })
         .collect();
     TracePage {
+        color_classes,
+        inline_details: t.spans.len() <= INLINE_DETAILS_MAX,
         trace_id: t.trace_id.to_hex(),
         legacy_id: t.legacy_id.clone(),
         root,
@@ -1128,6 +1166,39 @@ fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePag
         warnings: t.warnings.clone(),
         ticks,
         rows,
+    }
+}
+
+#[derive(Deserialize)]
+struct SpanParams {
+    /// Only the detail block, for the waterfall to insert.
+    fragment: Option<String>,
+}
+
+/// One span's details: a page of its own (for reading without JavaScript),
+/// or the fragment the waterfall inserts when a row of a large trace opens.
+async fn span_page(
+    State(q): State<QueryService>,
+    Path((id, index)): Path<(String, usize)>,
+    Query(p): Query<SpanParams>,
+) -> Response {
+    let t = match q.trace(&id).await {
+        Ok(t) => t,
+        Err(e) => return error_page(e),
+    };
+    if index >= t.spans.len() {
+        return error_page(Error::TraceNotFound(format!("{id} span {index}")));
+    }
+    let typical = typical_of(&q, &t).await;
+    let view = trace_view(&t, None, &typical);
+    let trace_id = view.trace_id;
+    let Some(r) = view.rows.into_iter().nth(index) else {
+        return error_page(Error::TraceNotFound(format!("{id} span {index}")));
+    };
+    if p.fragment.is_some() {
+        render(&SpanFragment { r })
+    } else {
+        render(&SpanPage { trace_id, r })
     }
 }
 
@@ -1220,9 +1291,12 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains("card-api: authorise"));
         // The child starts 1ms into a 9ms trace, one level deep, and failed.
-        assert!(html.contains("left: 11.111%"), "{html}");
-        assert!(html.contains("padding-left: 1.2em"));
-        assert!(html.contains("class=\"row error"));
+        assert!(html.contains("left:11.111%"), "{html}");
+        assert!(html.contains("padding-left:1.2em"));
+        assert!(
+            html.contains("class=\"row s0 error critical\" id=\"span-1\""),
+            "{html}"
+        );
         assert!(!html.contains("<script>alert(1)</script>"));
         assert!(
             html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
@@ -1333,7 +1407,7 @@ mod tests {
         assert!(html.contains("<script src=\"/static/phosphor.js\" defer></script>"));
         // The child ends last and so is on the critical path; it is the
         // highlighted span.
-        assert!(html.contains("row error critical highlight"), "{html}");
+        assert!(html.contains(" error critical highlight\""), "{html}");
         assert!(html.contains("aria-expanded=\"true\""));
         let (status, js) = get(app.clone(), "/static/phosphor.js").await;
         assert_eq!(status, StatusCode::OK);
@@ -1442,5 +1516,44 @@ mod tests {
         let (_, normal) = get(app, &format!("/traces/{}", "07".repeat(16))).await;
         assert!(!normal.contains("slow:"));
         assert!(normal.contains("over the last hour"));
+    }
+
+    #[tokio::test]
+    async fn large_traces_fetch_span_details_when_a_row_opens() {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let spans: Vec<Fragment> = (0..=INLINE_DETAILS_MAX as u64)
+            .map(|i| {
+                let Fragment::Span(mut s) = span(1, None, "work", SpanStatus::Unset) else {
+                    unreachable!()
+                };
+                s.span_id = SpanId((i + 1).to_be_bytes());
+                s.parent_span_id = (i > 0).then(|| SpanId(1u64.to_be_bytes()));
+                s.name = format!("op-{i}");
+                Fragment::Span(s)
+            })
+            .collect();
+        store.write(&spans).unwrap();
+        let app = router(QueryService::new(Arc::new(store)));
+        let id = "05".repeat(16);
+        let (_, html) = get(app.clone(), &format!("/traces/{id}")).await;
+        assert_eq!(
+            html.matches("<details class=\"row").count(),
+            INLINE_DETAILS_MAX + 1
+        );
+        assert!(!html.contains("<dt>Span ID</dt>"), "no inline details");
+        assert!(html.contains(&format!("<a class=\"detail\" href=\"{id}/spans/7\">")));
+        let (status, frag) = get(app.clone(), &format!("/traces/{id}/spans/7?fragment=1")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            frag.trim_start().starts_with("<div class=\"detail\">")
+                && frag.contains("<dt>Span ID</dt>")
+        );
+        assert!(!frag.contains("<html"));
+        let (status, page) = get(app.clone(), &format!("/traces/{id}/spans/7")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("<html") && page.contains("the whole trace"));
+        let (status, _) = get(app, &format!("/traces/{id}/spans/99999")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }

@@ -23,6 +23,17 @@ document.addEventListener("click", (e) => {
   }
 });
 
+// Large traces: a row's details are fetched when it opens.
+document.addEventListener("toggle", async (e) => {
+  const row = e.target;
+  if (!(row instanceof HTMLDetailsElement) || !row.open) return;
+  const holder = row.querySelector("a.detail");
+  if (!holder || holder.dataset.loaded) return;
+  holder.dataset.loaded = "1";
+  const resp = await fetch(holder.href + "?fragment=1");
+  if (resp.ok) holder.outerHTML = await resp.text();
+}, true);
+
 // Open and show the span a search matched.
 const highlighted = document.querySelector(".row.highlight");
 if (highlighted) {
