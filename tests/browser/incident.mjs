@@ -52,6 +52,24 @@ try {
   await page.click(".waterfall .row button.toggle");
   check((await visible()) === before, "expanding shows it again");
 
+  // 3a. Zoom with the minimap: drag across its second half.
+  const mm = await page.$(".minimap");
+  const bb = await mm.boundingBox();
+  await page.mouse.move(bb.x + bb.width * 0.5, bb.y + 10);
+  await page.mouse.down();
+  await page.mouse.move(bb.x + bb.width * 0.75, bb.y + 20);
+  await page.mouse.up();
+  const zoomState = await page.evaluate(() => {
+    const w = document.querySelector(".waterfall");
+    const bar = document.querySelector(".waterfall .row .bar");
+    return { zoom: w.dataset.zoom, k: Number(getComputedStyle(w).getPropertyValue("--k")), rootWidth: bar.getBoundingClientRect().width, track: bar.parentElement.getBoundingClientRect().width };
+  });
+  check(zoomState.zoom && Math.abs(zoomState.k - 4) < 0.2, `dragging the minimap zooms the waterfall (${zoomState.zoom})`);
+  check(zoomState.rootWidth > zoomState.track * 2, "a zoomed bar is wider than its track");
+  await page.screenshot({ path: `${shots}/trace-zoomed.png`, fullPage: false });
+  await page.dblclick(".minimap");
+  check(await page.evaluate(() => document.querySelector(".waterfall").dataset.zoom === "0.0000-1.0000"), "double-click shows the whole trace again");
+
   // 3b. Find in trace, and the keyboard.
   await page.fill("#find", "cards");
   const matches = (await page.$$(".row.match")).length;

@@ -923,8 +923,9 @@ struct SpanRow {
     color: String,
     left: String,
     width: String,
-    /// Places the duration label after the bar, or before it near the end.
-    label_style: String,
+    /// The duration label's classes: after the bar, or before it near the
+    /// end.
+    label_style: &'static str,
     duration: String,
     offset: String,
     error: bool,
@@ -957,6 +958,10 @@ struct TracePage {
     start: String,
     duration: String,
     span_count: usize,
+    /// Levels in the tree.
+    depth: usize,
+    /// Trace duration in microseconds (the minimap's zoom relabels the axis).
+    total_us: u64,
     error_count: usize,
     services: Vec<(String, String)>,
     warnings: Vec<String>,
@@ -1044,10 +1049,12 @@ fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePag
         .map(|(i, n)| {
             let left = (n.start_ns - t.start_ns) as f64 / total * 100.0;
             let width = (n.duration_ns() as f64 / total * 100.0).min(100.0 - left);
+            // The duration label sits after the bar, or before it near the
+            // right edge.
             let label_style = if left + width < 80.0 {
-                format!("left: {}%", pct(left + width))
+                "dur"
             } else {
-                format!("right: {}%", pct(100.0 - left))
+                "dur end"
             };
             let mut attributes: Vec<(String, String)> = n
                 .attributes
@@ -1157,6 +1164,8 @@ fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePag
         start: timestamp(t.start_ns),
         duration: human_duration(t.duration_ns()),
         span_count: t.spans.iter().filter(|n| !n.placeholder).count(),
+        depth: t.spans.iter().map(|n| n.depth + 1).max().unwrap_or(0),
+        total_us: t.duration_ns() / 1_000,
         error_count: t.error_count(),
         services: t
             .services()
@@ -1291,7 +1300,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains("card-api: authorise"));
         // The child starts 1ms into a 9ms trace, one level deep, and failed.
-        assert!(html.contains("left:11.111%"), "{html}");
+        assert!(html.contains("--l:11.111"), "{html}");
         assert!(html.contains("padding-left:1.2em"));
         assert!(
             html.contains("class=\"row s0 error critical\" id=\"span-1\""),

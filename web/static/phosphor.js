@@ -107,3 +107,57 @@ document.addEventListener("keydown", (e) => {
     e.preventDefault();
   }
 });
+
+// Minimap: the whole trace in small; drag across it to zoom the waterfall to
+// that stretch of time, double-click to see all of it again.
+const minimap = document.getElementById("minimap");
+const waterfall = document.querySelector(".waterfall");
+if (minimap && waterfall) {
+  const box = minimap.parentElement;
+  const win = document.getElementById("minimap-window");
+  const tracks = Array.from(waterfall.querySelectorAll(".row .wf-track"));
+  const totalUs = Number(waterfall.dataset.totalUs || 0);
+  const draw = () => {
+    minimap.width = minimap.clientWidth;
+    const ctx = minimap.getContext("2d");
+    const h = minimap.height;
+    const rowH = Math.max(h / Math.max(tracks.length, 1), 0.5);
+    tracks.forEach((t, i) => {
+      const l = parseFloat(t.style.getPropertyValue("--l")) / 100;
+      const w = Math.max(parseFloat(t.style.getPropertyValue("--w")) / 100, 0.002);
+      ctx.fillStyle = t.closest(".row").classList.contains("error") ? "#c0172b" : "#3b82f6";
+      ctx.fillRect(l * minimap.width, (i / tracks.length) * h, w * minimap.width, Math.max(rowH, 1));
+    });
+  };
+  const human = (us) => us < 1000 ? `${us.toFixed(0)}µs` : us < 1e6 ? `${(us / 1000).toFixed(2)}ms` : `${(us / 1e6).toFixed(2)}s`;
+  const zoom = (a, b) => {
+    // a and b are fractions of the trace.
+    waterfall.style.setProperty("--a", String(a * 100));
+    waterfall.style.setProperty("--k", String(1 / Math.max(b - a, 0.0001)));
+    win.style.left = `${a * 100}%`;
+    win.style.width = `${(b - a) * 100}%`;
+    waterfall.dataset.zoom = `${a.toFixed(4)}-${b.toFixed(4)}`;
+    for (const tick of document.querySelectorAll(".wf-axis span[data-f]")) {
+      tick.textContent = human((a + (b - a) * Number(tick.dataset.f) / 4) * totalUs);
+    }
+  };
+  let start = null;
+  const frac = (e) => Math.min(Math.max((e.clientX - box.getBoundingClientRect().left) / box.clientWidth, 0), 1);
+  box.addEventListener("mousedown", (e) => { start = frac(e); e.preventDefault(); });
+  window.addEventListener("mousemove", (e) => {
+    if (start === null) return;
+    const x = frac(e);
+    win.style.left = `${Math.min(start, x) * 100}%`;
+    win.style.width = `${Math.abs(x - start) * 100}%`;
+  });
+  window.addEventListener("mouseup", (e) => {
+    if (start === null) return;
+    const x = frac(e);
+    const [a, b] = [Math.min(start, x), Math.max(start, x)];
+    start = null;
+    if (b - a > 0.005) zoom(a, b); else zoom(0, 1);
+  });
+  box.addEventListener("dblclick", () => zoom(0, 1));
+  draw();
+  window.addEventListener("resize", draw);
+}
