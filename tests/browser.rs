@@ -71,6 +71,31 @@ async fn the_incident_path_in_headless_chromium() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    // A large trace (its rows are plain, their details fetched on click).
+    let big: Vec<serde_json::Value> = (0..1_200u64)
+        .map(|i| {
+            let mut s = serde_json::json!({"traceId": "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2",
+                "spanId": format!("{:016x}", i + 1), "name": format!("step-{i}"), "kind": 1,
+                "startTimeUnixNano": (1_700_000_000_000_000_000u64 + i * 1_000).to_string(),
+                "endTimeUnixNano": (1_700_000_000_000_000_000u64 + i * 1_000 + 900).to_string(),
+                "attributes": [{"key": "i", "value": {"intValue": i.to_string()}}]});
+            if i > 0 {
+                s["parentSpanId"] = serde_json::json!(format!("{:016x}", i.div_ceil(2)));
+            }
+            s
+        })
+        .collect();
+    let big = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "batch"}}]}, "scopeSpans": [{"spans": big}]}]});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", s.otlp_http))
+        .header("content-type", "application/json")
+        .body(big.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     eprintln!("screenshots: {}", shots.display());
@@ -80,6 +105,7 @@ async fn the_incident_path_in_headless_chromium() {
         .arg(s.url(""))
         .arg(&shots)
         .arg("e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1")
+        .arg("b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2")
         .output()
         .await
         .expect("run node");
@@ -91,7 +117,7 @@ async fn the_incident_path_in_headless_chromium() {
     );
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let checks = summary["checks"].as_array().unwrap();
-    assert!(checks.len() >= 22, "{summary}");
+    assert!(checks.len() >= 28, "{summary}");
     for name in [
         "search",
         "trace",

@@ -6,7 +6,7 @@
 // Exits non-zero on the first failed check; prints a JSON summary.
 import { chromium } from "playwright-core";
 
-const [base, shots, xssTrace] = process.argv.slice(2);
+const [base, shots, xssTrace, bigTrace] = process.argv.slice(2);
 const executablePath = process.env.PHOSPHOR_CHROMIUM || "/usr/bin/chromium";
 const checks = [];
 function check(ok, what) {
@@ -134,6 +134,16 @@ try {
     check(await page.evaluate(() => window.__xss === undefined), "no script from span data ran");
     await page.goto(`${base}/search?lookback=1h&service=%3Cb%3Eevil%3C%2Fb%3E`);
     check(await page.evaluate(() => window.__xss === undefined && document.querySelectorAll("b").length === 0), "markup in a search query is not rendered");
+  }
+
+  // 9. A large trace: plain rows, details fetched when a row is clicked.
+  if (bigTrace) {
+    await page.goto(`${base}/traces/${bigTrace}`);
+    check((await page.$$(".waterfall .row > .line")).length === 1200, "a 1,200-span trace renders every row");
+    await page.click(".waterfall .row:nth-of-type(3) > .line .op");
+    await page.waitForSelector(".waterfall .row .detail", { timeout: 10000 });
+    check(/Span ID/.test(await page.textContent(".waterfall .row .detail")), "clicking a row of a large trace loads its details");
+    await page.screenshot({ path: `${shots}/large-trace.png`, fullPage: false });
   }
 
   check(cspViolations.length === 0, "no Content-Security-Policy violations");

@@ -914,6 +914,8 @@ async fn lookup(Query(p): Query<LookupParams>) -> Response {
 
 struct SpanRow {
     index: usize,
+    /// The row's state classes (` error`, ` critical`, ...).
+    classes: String,
     /// Index of the service's colour class in the page's style block.
     color_class: usize,
     depth: usize,
@@ -941,7 +943,6 @@ struct SpanRow {
     warnings: Vec<String>,
     has_children: bool,
     critical: bool,
-    highlight: bool,
     skew: Option<String>,
     /// "Is this normal?": how this span compares with recent spans of its
     /// operation, and whether it is far slower than usual.
@@ -1066,7 +1067,22 @@ fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePag
                     .iter()
                     .map(|kv| (format!("resource: {}", kv.key), kv.value.to_string())),
             );
+            let flags = [
+                (n.is_error(), " error"),
+                (n.incomplete, " incomplete"),
+                (n.placeholder, " placeholder"),
+                (n.critical_ns > 0, " critical"),
+                (
+                    highlight.is_some_and(|h| h == n.span_id.to_hex()),
+                    " highlight",
+                ),
+            ];
             SpanRow {
+                classes: flags
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, c)| *c)
+                    .collect(),
                 index: i,
                 color_class: class_of[n.service.as_str()],
                 depth: n.depth,
@@ -1112,7 +1128,6 @@ fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePag
                 warnings: n.warnings.clone(),
                 has_children: !n.children.is_empty(),
                 critical: n.critical_ns > 0,
-                highlight: highlight.is_some_and(|h| h == n.span_id.to_hex()),
                 skew: (n.skew_shift_ns != 0).then(|| {
                     let sign = if n.skew_shift_ns < 0 { "-" } else { "+" };
                     format!("{sign}{}", human_duration(n.skew_shift_ns.unsigned_abs()))
@@ -1547,11 +1562,12 @@ mod tests {
         let id = "05".repeat(16);
         let (_, html) = get(app.clone(), &format!("/traces/{id}")).await;
         assert_eq!(
-            html.matches("<details class=\"row").count(),
+            html.matches("<div class=\"row").count(),
             INLINE_DETAILS_MAX + 1
         );
+        assert!(!html.contains("<details"), "plain rows for large traces");
         assert!(!html.contains("<dt>Span ID</dt>"), "no inline details");
-        assert!(html.contains(&format!("<a class=\"detail\" href=\"{id}/spans/7\">")));
+        assert!(html.contains(&format!("<a class=\"op\" href=\"{id}/spans/7\">op-")));
         let (status, frag) = get(app.clone(), &format!("/traces/{id}/spans/7?fragment=1")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(

@@ -23,21 +23,28 @@ document.addEventListener("click", (e) => {
   }
 });
 
-// Large traces: a row's details are fetched when it opens.
-document.addEventListener("toggle", async (e) => {
-  const row = e.target;
-  if (!(row instanceof HTMLDetailsElement) || !row.open) return;
-  const holder = row.querySelector("a.detail");
-  if (!holder || holder.dataset.loaded) return;
-  holder.dataset.loaded = "1";
-  const resp = await fetch(holder.href + "?fragment=1");
-  if (resp.ok) holder.outerHTML = await resp.text();
-}, true);
+// Large traces: plain rows whose details are fetched when a row is clicked
+// (without JavaScript, the operation name links to the span's own page).
+async function toggleDetail(row) {
+  const open = row.querySelector(":scope > .detail");
+  if (open) { open.remove(); return; }
+  const link = row.querySelector("a.op");
+  if (!link) return;
+  const resp = await fetch(link.href + "?fragment=1");
+  if (resp.ok) row.insertAdjacentHTML("beforeend", await resp.text());
+}
+document.addEventListener("click", (e) => {
+  const line = e.target.closest(".waterfall .row > .line");
+  if (!line || e.target.closest("button.toggle") || e.metaKey || e.ctrlKey || e.shiftKey) return;
+  e.preventDefault();
+  toggleDetail(line.parentElement);
+});
 
 // Open and show the span a search matched.
 const highlighted = document.querySelector(".row.highlight");
 if (highlighted) {
-  highlighted.open = true;
+  if (highlighted instanceof HTMLDetailsElement) highlighted.open = true;
+  else toggleDetail(highlighted);
   highlighted.scrollIntoView({ block: "center" });
 }
 
@@ -90,12 +97,15 @@ document.addEventListener("keydown", (e) => {
     if (e.key === "Escape") e.target.blur();
     return;
   }
-  const summaries = Array.from(document.querySelectorAll(".waterfall .row:not([hidden]) > summary"));
+  const summaries = Array.from(document.querySelectorAll(".waterfall .row:not([hidden]) > summary, .waterfall .row:not([hidden]) > .line"));
   if (summaries.length === 0) return;
   const at = summaries.indexOf(document.activeElement);
   if (e.key === "j" || e.key === "k") {
     const next = e.key === "j" ? Math.min(at + 1, summaries.length - 1) : Math.max(at - 1, 0);
     summaries[at < 0 ? 0 : next].focus();
+    e.preventDefault();
+  } else if (e.key === "Enter" && at >= 0 && summaries[at].classList.contains("line")) {
+    toggleDetail(summaries[at].parentElement);
     e.preventDefault();
   } else if ((e.key === "ArrowLeft" || e.key === "ArrowRight") && at >= 0) {
     const btn = summaries[at].querySelector("button.toggle");
