@@ -927,7 +927,7 @@ struct SpanRow {
     width: String,
     /// The duration label's classes: after the bar, or before it near the
     /// end.
-    label_style: &'static str,
+    label_class: &'static str,
     duration: String,
     offset: String,
     error: bool,
@@ -1052,7 +1052,7 @@ fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePag
             let width = (n.duration_ns() as f64 / total * 100.0).min(100.0 - left);
             // The duration label sits after the bar, or before it near the
             // right edge.
-            let label_style = if left + width < 80.0 {
+            let label_class = if left + width < 80.0 {
                 "dur"
             } else {
                 "dur end"
@@ -1092,7 +1092,7 @@ fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePag
                 color: service_color(&n.service),
                 left: pct(left),
                 width: pct(width),
-                label_style,
+                label_class,
                 duration: human_duration(n.duration_ns()),
                 offset: human_duration(n.start_ns - t.start_ns),
                 error: n.is_error(),
