@@ -418,24 +418,7 @@ pub fn from_v1(v1: V1Span) -> Vec<ZSpan> {
     if let (Some(cs), Some(sr)) = (&cs, &sr) {
         // In a shared span the client side owns the span's duration.
         c.timestamp_duration(ts, dur, cs, cr.as_ref());
-        let client = c.for_endpoint(cs.endpoint.as_ref());
-        let server = if cs
-            .endpoint
-            .as_ref()
-            .zip(sr.endpoint.as_ref())
-            .is_some_and(|(a, b)| same_service(a, b))
-        {
-            // Loopback: fork the server side.
-            c.spans[client].kind = Some("CLIENT");
-            c.spans.push(Builder {
-                local: sr.endpoint.clone(),
-                kind: Some("SERVER"),
-                ..Builder::default()
-            });
-            c.spans.len() - 1
-        } else {
-            c.for_endpoint(sr.endpoint.as_ref())
-        };
+        let (client, server) = c.two_sides(cs, sr, "CLIENT", "SERVER");
         c.spans[server].shared = true;
         c.spans[server].timestamp = Some(sr.timestamp);
         if let Some(ss) = &ss {
@@ -495,23 +478,7 @@ pub fn from_v1(v1: V1Span) -> Vec<ZSpan> {
     }
 
     if let (Some(ms), Some(mr)) = (&ms, &mr) {
-        let producer = c.for_endpoint(ms.endpoint.as_ref());
-        let consumer = if ms
-            .endpoint
-            .as_ref()
-            .zip(mr.endpoint.as_ref())
-            .is_some_and(|(a, b)| same_service(a, b))
-        {
-            c.spans[producer].kind = Some("PRODUCER");
-            c.spans.push(Builder {
-                local: mr.endpoint.clone(),
-                kind: Some("CONSUMER"),
-                ..Builder::default()
-            });
-            c.spans.len() - 1
-        } else {
-            c.for_endpoint(mr.endpoint.as_ref())
-        };
+        let (producer, consumer) = c.two_sides(ms, mr, "PRODUCER", "CONSUMER");
         c.spans[consumer].shared = true;
         match &wr {
             Some(wr) => {
@@ -653,6 +620,36 @@ impl V1Convert {
             ..Builder::default()
         });
         self.spans.len() - 1
+    }
+
+    /// The spans of a call's two sides (client and server, producer and
+    /// consumer). The second side gets a span of its own even when both
+    /// are one service (loopback).
+    fn two_sides(
+        &mut self,
+        first: &V1Annotation,
+        second: &V1Annotation,
+        first_kind: &'static str,
+        second_kind: &'static str,
+    ) -> (usize, usize) {
+        let a = self.for_endpoint(first.endpoint.as_ref());
+        let loopback = first
+            .endpoint
+            .as_ref()
+            .zip(second.endpoint.as_ref())
+            .is_some_and(|(x, y)| same_service(x, y));
+        let b = if loopback {
+            self.spans[a].kind = Some(first_kind);
+            self.spans.push(Builder {
+                local: second.endpoint.clone(),
+                kind: Some(second_kind),
+                ..Builder::default()
+            });
+            self.spans.len() - 1
+        } else {
+            self.for_endpoint(second.endpoint.as_ref())
+        };
+        (a, b)
     }
 
     /// The span's own timestamp and duration where the v1 span has both,
