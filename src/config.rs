@@ -289,4 +289,21 @@ mod tests {
         assert!(cli.command.is_none());
         assert!(cli.serve.demo);
     }
+
+    #[test]
+    fn the_example_config_names_real_options() {
+        // Every commented `key = value` line of deploy/phosphor.toml, taken
+        // in, must parse.
+        let text = include_str!("../deploy/phosphor.toml");
+        let active: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(active.lines().count() >= 12, "{active}");
+        let file: FileConfig = toml::from_str(&active).unwrap();
+        assert_eq!(file.retention, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(file.zipkin_addr, Some(addr("0.0.0.0:9411")));
+    }
 }
