@@ -853,3 +853,29 @@ async fn serve_demo_plays_the_card_payment_system_over_udp_and_otlp() {
     assert!(html.contains("<td>reserve</td><td>server</td>"), "{html}");
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lookback_finds_what_just_arrived() {
+    // Regression: the lookback counted back from the future slack of the
+    // range's end, so `lookback=5m` found nothing that had just arrived.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    send_legacy_trace(&udp, s.udp, "just-now", now_us() - 1_000_000);
+    s.wait_trace("just-now", 4).await;
+    for lookback in ["1m", "5m", "15m"] {
+        let (_, body) = s
+            .get_json(&format!("/api/v1/search?lookback={lookback}"))
+            .await;
+        assert_eq!(
+            body["data"].as_array().unwrap().len(),
+            1,
+            "lookback={lookback}: {body}"
+        );
+    }
+    let (_, body) = s
+        .get_json("/jaeger/api/traces?service=api&lookback=5m")
+        .await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 1, "{body}");
+    s.stop();
+}

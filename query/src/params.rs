@@ -150,11 +150,14 @@ pub fn search(pairs: &[(String, String)], now_us: u64) -> Result<SearchQuery, St
             }
         }
     }
+    // Without an end the range runs to now, plus a little room for spans
+    // from clocks slightly ahead; the lookback counts back from the end
+    // given, or from now (never from that room).
     q.end_us = end.unwrap_or(now_us + FUTURE_SLACK_US);
     q.start_us = match (start, lookback) {
         (Some(s), _) => s,
-        (None, lookback) => q
-            .end_us
+        (None, lookback) => end
+            .unwrap_or(now_us)
             .saturating_sub(lookback.unwrap_or(DEFAULT_LOOKBACK).as_micros() as u64),
     };
     if q.start_us > q.end_us {
@@ -236,13 +239,16 @@ mod tests {
             (q.min_duration_us, q.max_duration_us),
             (Some(250_000), Some(1_500_000))
         );
-        assert_eq!(q.end_us - q.start_us, 900_000_000);
+        // The last 15 minutes up to now (a regression: the lookback once
+        // counted back from the future slack, missing recent spans).
+        assert_eq!(q.start_us, now - 900_000_000);
+        assert_eq!(q.end_us, now + FUTURE_SLACK_US);
         assert_eq!(q.limit, MAX_LIMIT);
         let d = search(&[], now).unwrap();
-        assert_eq!(
-            (d.limit, d.end_us - d.start_us),
-            (DEFAULT_LIMIT, 3_600_000_000)
-        );
+        assert_eq!((d.limit, d.start_us), (DEFAULT_LIMIT, now - 3_600_000_000));
+        // With an end, the lookback counts back from it.
+        let e = search(&pairs(&[("end", "5000000000"), ("lookback", "1s")]), now).unwrap();
+        assert_eq!((e.start_us, e.end_us), (4_999_000_000, 5_000_000_000));
     }
 
     #[test]
