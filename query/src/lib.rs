@@ -146,18 +146,6 @@ impl QueryService {
         .await
     }
 
-    /// The newest traces of the last `lookback`, at most `limit`.
-    pub async fn recent(&self, lookback: Duration, limit: usize) -> Result<Vec<TraceSummary>> {
-        let now = self.now_us();
-        self.search(SearchQuery {
-            start_us: now.saturating_sub(lookback.as_micros() as u64),
-            end_us: now + FUTURE_SLACK_US,
-            limit,
-            ..SearchQuery::default()
-        })
-        .await
-    }
-
     /// Now, by the store's clock (Unix microseconds).
     pub fn now_us(&self) -> u64 {
         self.store.now_us()

@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use phosphor_query::{Error, QueryService, Trace, TraceSummary};
+use phosphor_query::{Error, Node, QueryService, Trace, TraceSummary};
 use serde::Deserialize;
 
 const CSS: &str = include_str!("../static/phosphor.css");
@@ -1002,12 +1002,11 @@ type Typical = std::collections::HashMap<(String, String, &'static str), (u64, u
 /// Spans seen before a span is judged against its operation's percentiles.
 const MIN_TYPICAL_SAMPLE: u64 = 20;
 
-/// What recent spans of each operation in a trace looked like, over the last
-/// hour, from the index (a sample of the newest spans of each).
-async fn typical_of(q: &QueryService, t: &Trace) -> Typical {
-    let mut services: Vec<&str> = t
-        .spans
-        .iter()
+/// What recent spans of each operation of these services looked like, over
+/// the last hour, from the index (a sample of the newest spans of each).
+async fn typical_of<'a>(q: &QueryService, services: impl IntoIterator<Item = &'a Node>) -> Typical {
+    let mut services: Vec<&str> = services
+        .into_iter()
         .filter(|n| !n.placeholder)
         .map(|n| n.service.as_str())
         .collect();
@@ -1213,7 +1212,9 @@ async fn span_page(
     if index >= t.spans.len() {
         return error_page(Error::TraceNotFound(format!("{id} span {index}")));
     }
-    let typical = typical_of(&q, &t).await;
+    // Only the opened span's service: one row's details, not the whole
+    // trace's statistics.
+    let typical = typical_of(&q, &t.spans[index..=index]).await;
     let view = trace_view(&t, None, &typical);
     let trace_id = view.trace_id;
     let Some(r) = view.rows.into_iter().nth(index) else {
@@ -1239,7 +1240,7 @@ async fn trace_page(
 ) -> Response {
     match q.trace(&id).await {
         Ok(t) => {
-            let typical = typical_of(&q, &t).await;
+            let typical = typical_of(&q, &t.spans).await;
             render(&trace_view(&t, p.span.as_deref(), &typical))
         }
         Err(e) => error_page(e),
