@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use phosphor_store::model::{Fragment, SpanId, TraceId};
+use phosphor_store::model::{Fragment, TraceId};
 use phosphor_store::synth::{self, Shape};
 use phosphor_store::{SearchQuery, Store, StoreConfig, keys};
 
@@ -18,13 +18,12 @@ fn now_us() -> u64 {
 
 fn key_encoding(c: &mut Criterion) {
     let t = TraceId([7; 16]);
-    let s = SpanId([9; 8]);
     c.bench_function("keys/fragment_key", |b| {
         b.iter(|| keys::fragment_key(black_box(t), black_box(42)))
     });
     c.bench_function("keys/attribute_index_key", |b| {
         b.iter(|| {
-            let sfx = keys::suffix(black_box(1_700_000_000_000_000), t, s);
+            let sfx = keys::suffix(black_box(1_700_000_000_000_000), black_box(42));
             keys::index_key(
                 keys::IDX_ATTRIBUTE,
                 &["http.route", "GET /cards/{id}"],
@@ -32,7 +31,7 @@ fn key_encoding(c: &mut Criterion) {
             )
         })
     });
-    let k = keys::index_key(keys::IDX_SERVICE, &["card-api"], &keys::suffix(5, t, s));
+    let k = keys::index_key(keys::IDX_SERVICE, &["card-api"], &keys::suffix(5, 42));
     c.bench_function("keys/decode_suffix", |b| {
         b.iter(|| keys::decode_suffix(black_box(&k)))
     });

@@ -7,8 +7,9 @@
 //! fragments are read to find the other, so the side's duration and status
 //! are right whichever end arrives last.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use crate::block;
 use crate::keys::{self, SpanFacts};
 use crate::model::{
     Annotation, AnnotationType, Fragment, KeyValue, Side, Span, SpanId, SpanKind, StatusCode,
@@ -32,12 +33,12 @@ pub(crate) struct IndexWrites {
 }
 
 /// One span (or span side) as the indexes see it.
-struct Indexed<'a> {
+struct Indexed {
     trace: TraceId,
     span: SpanId,
     start_us: u64,
     facts: SpanFacts,
-    service: &'a str,
+    service: String,
     operation: Option<String>,
     attributes: Vec<(String, String)>,
 }
@@ -46,43 +47,78 @@ fn bucket(us: u64) -> u64 {
     us - us % DEPENDENCY_BUCKET_US
 }
 
-fn emit(w: &mut IndexWrites, e: &Indexed<'_>) {
-    let sfx = keys::suffix(e.start_us, e.trace, e.span);
-    w.puts.push((
-        keys::index_key(keys::IDX_SPAN, &[], &sfx),
-        e.facts.encode().to_vec(),
-    ));
-    w.puts.push((
-        keys::index_key(keys::IDX_SERVICE, &[e.service], &sfx),
-        vec![],
-    ));
-    w.catalog.push(keys::service_key(e.service));
-    if let Some(op) = &e.operation {
+/// Cuts the batch's indexed spans into blocks (starts within
+/// [`block::SPREAD_US`] of the block's first) and writes each block's facts
+/// and terms; `next_block` hands out block sequence numbers.
+fn emit_blocks(
+    w: &mut IndexWrites,
+    mut entries: Vec<Indexed>,
+    next_block: &mut dyn FnMut() -> u64,
+) {
+    entries.sort_by_key(|e| e.start_us);
+    let mut catalog: HashSet<Vec<u8>> = HashSet::new();
+    let mut rest = &entries[..];
+    while let Some(first) = rest.first() {
+        let min = first.start_us;
+        let n = rest
+            .iter()
+            .take(block::MAX_MEMBERS)
+            .take_while(|e| e.start_us - min <= block::SPREAD_US)
+            .count();
+        let (members, tail) = rest.split_at(n);
+        rest = tail;
+        let sfx = keys::suffix(min, next_block());
+        let facts: Vec<block::Member> = members
+            .iter()
+            .map(|e| block::Member {
+                trace: e.trace,
+                span: e.span,
+                start_us: e.start_us,
+                facts: e.facts,
+            })
+            .collect();
         w.puts.push((
-            keys::index_key(keys::IDX_SERVICE_OPERATION, &[e.service, op], &sfx),
-            vec![],
+            keys::index_key(keys::IDX_SPAN, &[], &sfx),
+            block::encode_facts(min, &facts),
         ));
-        w.puts
-            .push((keys::index_key(keys::IDX_OPERATION, &[op], &sfx), vec![]));
-        w.catalog
-            .push(keys::operation_key(e.service, e.facts.kind, op));
-    }
-    if e.facts.error {
-        w.puts
-            .push((keys::index_key(keys::IDX_ERROR, &[], &sfx), vec![]));
-    }
-    for (k, v) in &e.attributes {
-        if v.len() <= MAX_INDEXED_VALUE && k.len() <= MAX_INDEXED_VALUE {
-            w.puts
-                .push((keys::index_key(keys::IDX_ATTRIBUTE, &[k, v], &sfx), vec![]));
+        let mut terms: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
+        let mut add = |term: Vec<u8>, i: u32| {
+            let list = terms.entry(term).or_default();
+            if list.last() != Some(&i) {
+                list.push(i);
+            }
+        };
+        for (i, e) in members.iter().enumerate() {
+            let i = i as u32;
+            add(keys::index_key(keys::IDX_SERVICE, &[&e.service], &[]), i);
+            catalog.insert(keys::service_key(&e.service));
+            if let Some(op) = &e.operation {
+                add(
+                    keys::index_key(keys::IDX_SERVICE_OPERATION, &[&e.service, op], &[]),
+                    i,
+                );
+                add(keys::index_key(keys::IDX_OPERATION, &[op], &[]), i);
+                catalog.insert(keys::operation_key(&e.service, e.facts.kind, op));
+            }
+            if e.facts.error {
+                add(vec![keys::IDX_ERROR], i);
+            }
+            for (k, v) in &e.attributes {
+                if v.len() <= MAX_INDEXED_VALUE && k.len() <= MAX_INDEXED_VALUE {
+                    add(keys::index_key(keys::IDX_ATTRIBUTE, &[k, v], &[]), i);
+                }
+                catalog.insert(keys::index_key(keys::CATALOG_ATTR_KEY, &[k], &[]));
+                if v.len() <= MAX_CATALOG_VALUE {
+                    catalog.insert(keys::index_key(keys::CATALOG_ATTR_VALUE, &[k, v], &[]));
+                }
+            }
         }
-        w.catalog
-            .push(keys::index_key(keys::CATALOG_ATTR_KEY, &[k], &[]));
-        if v.len() <= MAX_CATALOG_VALUE {
-            w.catalog
-                .push(keys::index_key(keys::CATALOG_ATTR_VALUE, &[k, v], &[]));
+        for (mut term, list) in terms {
+            term.extend_from_slice(&sfx);
+            w.puts.push((term, block::encode_members(&list)));
         }
     }
+    w.catalog.extend(catalog);
 }
 
 fn kv_strings<'a>(
@@ -109,8 +145,10 @@ fn span_attributes(s: &Span) -> Vec<(String, String)> {
 pub(crate) fn index_batch(
     fragments: &[Fragment],
     earlier: &mut dyn FnMut(TraceId) -> Vec<Fragment>,
+    next_block: &mut dyn FnMut() -> u64,
 ) -> IndexWrites {
     let mut w = IndexWrites::default();
+    let mut entries: Vec<Indexed> = Vec::new();
     let mut summaries: HashMap<TraceId, Summary> = HashMap::new();
     let mut deps: HashMap<(u64, String, String), (u64, u64)> = HashMap::new();
 
@@ -136,22 +174,19 @@ pub(crate) fn index_batch(
     for s in &spans {
         let start_us = s.start_ns / 1_000;
         let error = s.status == StatusCode::Error;
-        emit(
-            &mut w,
-            &Indexed {
-                trace: s.trace_id,
-                span: s.span_id,
-                start_us,
-                facts: SpanFacts {
-                    duration_us: Some(s.end_ns.saturating_sub(s.start_ns) / 1_000),
-                    kind: s.kind,
-                    error,
-                },
-                service: &s.service,
-                operation: Some(s.name.clone()),
-                attributes: span_attributes(s),
+        entries.push(Indexed {
+            trace: s.trace_id,
+            span: s.span_id,
+            start_us,
+            facts: SpanFacts {
+                duration_us: Some(s.end_ns.saturating_sub(s.start_ns) / 1_000),
+                kind: s.kind,
+                error,
             },
-        );
+            service: s.service.clone(),
+            operation: Some(s.name.clone()),
+            attributes: span_attributes(s),
+        });
         let sum = summaries.entry(s.trace_id).or_default();
         sum.cover(start_us, s.end_ns / 1_000);
         sum.spans += 1;
@@ -307,22 +342,19 @@ pub(crate) fn index_batch(
         attributes.sort();
         attributes.dedup();
         let root_name = operation.clone().unwrap_or_else(|| start.default_name());
-        emit(
-            &mut w,
-            &Indexed {
-                trace,
-                span,
-                start_us,
-                facts: SpanFacts {
-                    duration_us,
-                    kind: start.span_kind(),
-                    error: timeout.is_some(),
-                },
-                service: start.service(),
-                operation,
-                attributes,
+        entries.push(Indexed {
+            trace,
+            span,
+            start_us,
+            facts: SpanFacts {
+                duration_us,
+                kind: start.span_kind(),
+                error: timeout.is_some(),
             },
-        );
+            service: start.service().to_string(),
+            operation,
+            attributes,
+        });
         // A client side without a parent is the root; a server side is one
         // only where no such client side exists (an edge service whose
         // callers are not traced).
@@ -337,6 +369,7 @@ pub(crate) fn index_batch(
             });
     }
 
+    emit_blocks(&mut w, entries, next_block);
     for (trace, s) in summaries {
         w.merges
             .push((keys::summary_key(trace).to_vec(), s.encode()));

@@ -5,11 +5,13 @@
 //! never sorts into the middle of a longer one's range. Every `decode_*`
 //! checks length and prefix.
 
-use crate::model::{SpanId, SpanKind, TraceId};
+use crate::model::{SpanKind, TraceId};
 
-// First bytes of the keys in a partition's index column family.
+// First bytes of the keys in a partition's index column family. Search
+// index keys end with a block suffix (see [`crate::block`]); their values
+// list the block's members that carry the term.
 
-/// Every indexed span: `0x00 | suffix`, value [`SpanFacts`].
+/// A block's facts: `0x00 | suffix`, value [`crate::block::encode_facts`].
 pub const IDX_SPAN: u8 = 0x00;
 /// `0x01 | service | suffix`.
 pub const IDX_SERVICE: u8 = 0x01;
@@ -35,38 +37,34 @@ pub const DEPENDENCY: u8 = 0x20;
 /// `0x30 | trace_id`: the merged trace summary.
 pub const SUMMARY: u8 = 0x30;
 
-/// Length of the suffix every search index key ends with.
-pub const SUFFIX_LEN: usize = 32;
+/// Length of the block suffix every search index key ends with.
+pub const SUFFIX_LEN: usize = 16;
 
-/// `u64::MAX - start (8) | trace_id (16) | span_id (8)`: index keys sort
-/// newest span first, and the same span has the same suffix in every index,
-/// so one index's candidate is checked in another by a point lookup.
-pub fn suffix(start_us: u64, trace: TraceId, span: SpanId) -> [u8; SUFFIX_LEN] {
+/// `u64::MAX - first start (8) | block sequence (8)`: index keys sort
+/// newest block first, and one block has the same suffix in every index, so
+/// one index's candidate block is checked in another by a point lookup.
+pub fn suffix(min_start_us: u64, block: u64) -> [u8; SUFFIX_LEN] {
     let mut k = [0u8; SUFFIX_LEN];
-    k[..8].copy_from_slice(&(u64::MAX - start_us).to_be_bytes());
-    k[8..24].copy_from_slice(&trace.0);
-    k[24..].copy_from_slice(&span.0);
+    k[..8].copy_from_slice(&(u64::MAX - min_start_us).to_be_bytes());
+    k[8..].copy_from_slice(&block.to_be_bytes());
     k
 }
 
-/// The suffix of `start_us` for seeking: every key of spans that started at
-/// or before `start_us` sorts at or after it.
+/// The suffix of `start_us` for seeking: every block whose first span
+/// started at or before `start_us` sorts at or after it.
 pub fn suffix_from(start_us: u64) -> [u8; 8] {
     (u64::MAX - start_us).to_be_bytes()
 }
 
-/// Inverse of [`suffix`], from the end of an index key.
-pub fn decode_suffix(key: &[u8]) -> Option<(u64, TraceId, SpanId)> {
+/// Inverse of [`suffix`], from the end of an index key: the block's first
+/// start and its sequence number.
+pub fn decode_suffix(key: &[u8]) -> Option<(u64, u64)> {
     let s = key.get(key.len().checked_sub(SUFFIX_LEN)?..)?;
     let inv = u64::from_be_bytes(s[..8].try_into().ok()?);
-    Some((
-        u64::MAX - inv,
-        TraceId(s[8..24].try_into().ok()?),
-        SpanId(s[24..].try_into().ok()?),
-    ))
+    Some((u64::MAX - inv, u64::from_be_bytes(s[8..].try_into().ok()?)))
 }
 
-/// What the span index keeps of a span, to check duration, kind and status
+/// What the index keeps of a span, to check duration, kind and status
 /// without reading the span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpanFacts {
@@ -74,28 +72,6 @@ pub struct SpanFacts {
     pub duration_us: Option<u64>,
     pub kind: SpanKind,
     pub error: bool,
-}
-
-impl SpanFacts {
-    /// Ten bytes: duration (u64::MAX for unknown), kind, error.
-    pub fn encode(&self) -> [u8; 10] {
-        let mut v = [0u8; 10];
-        v[..8].copy_from_slice(&self.duration_us.unwrap_or(u64::MAX).to_be_bytes());
-        v[8] = self.kind.as_u8();
-        v[9] = u8::from(self.error);
-        v
-    }
-
-    /// Inverse of [`SpanFacts::encode`].
-    pub fn decode(v: &[u8]) -> Option<SpanFacts> {
-        let v: &[u8; 10] = v.try_into().ok()?;
-        let d = u64::from_be_bytes(v[..8].try_into().ok()?);
-        Some(SpanFacts {
-            duration_us: (d != u64::MAX).then_some(d),
-            kind: SpanKind::from_u8(v[8]),
-            error: v[9] != 0,
-        })
-    }
 }
 
 /// An index key: tag, length-prefixed fields, then (if given) the suffix.
@@ -312,36 +288,17 @@ mod tests {
 
     #[test]
     fn index_suffixes_sort_newest_first_and_round_trip() {
-        let t = TraceId([3; 16]);
-        let newer = index_key(IDX_SERVICE, &["api"], &suffix(2_000, t, SpanId([1; 8])));
-        let older = index_key(IDX_SERVICE, &["api"], &suffix(1_000, t, SpanId([1; 8])));
-        let other = index_key(IDX_SERVICE, &["apis"], &suffix(3_000, t, SpanId([1; 8])));
-        assert!(newer < older && older < other);
-        assert_eq!(decode_suffix(&older), Some((1_000, t, SpanId([1; 8]))));
-        // Seeking from a time lands before every span that started then or
+        let newer = index_key(IDX_SERVICE, &["api"], &suffix(2_000, 9));
+        let older = index_key(IDX_SERVICE, &["api"], &suffix(1_000, 1));
+        let same_start = index_key(IDX_SERVICE, &["api"], &suffix(1_000, 2));
+        let other = index_key(IDX_SERVICE, &["apis"], &suffix(3_000, 0));
+        assert!(newer < older && older < same_start && same_start < other);
+        assert_eq!(decode_suffix(&older), Some((1_000, 1)));
+        // Seeking from a time lands before every block that started then or
         // earlier.
         let mut seek = index_key(IDX_SERVICE, &["api"], &[]);
         seek.extend_from_slice(&suffix_from(1_500));
         assert!(newer < seek && seek < older);
-    }
-
-    #[test]
-    fn span_facts_round_trip() {
-        for f in [
-            SpanFacts {
-                duration_us: Some(1_234),
-                kind: SpanKind::Client,
-                error: true,
-            },
-            SpanFacts {
-                duration_us: None,
-                kind: SpanKind::Server,
-                error: false,
-            },
-        ] {
-            assert_eq!(SpanFacts::decode(&f.encode()), Some(f));
-        }
-        assert_eq!(SpanFacts::decode(&[0; 3]), None);
     }
 
     #[test]

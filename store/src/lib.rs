@@ -28,6 +28,7 @@
 //!   spans, and expires with its partition.
 //! - A write returns once its batch is in the write-ahead log.
 
+pub mod block;
 mod catalog;
 pub mod cf;
 mod error;
@@ -60,7 +61,7 @@ pub use summary::Summary;
 type Db = DBWithThreadMode<MultiThreaded>;
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// First byte of every value in a `spans` column family.
 const RECORD_V1: u8 = 1;
@@ -433,12 +434,16 @@ impl Store {
         }
 
         let mut read_error = None;
-        let writes = index::index_batch(fragments, &mut |trace| {
-            self.trace(trace).unwrap_or_else(|e| {
-                read_error = Some(e);
-                Vec::new()
-            })
-        });
+        let writes = index::index_batch(
+            fragments,
+            &mut |trace| {
+                self.trace(trace).unwrap_or_else(|e| {
+                    read_error = Some(e);
+                    Vec::new()
+                })
+            },
+            &mut || self.seq.fetch_add(1, Ordering::Relaxed),
+        );
         if let Some(e) = read_error {
             return Err(e);
         }

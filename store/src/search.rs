@@ -8,8 +8,9 @@
 //! limit.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 
+use crate::block;
 use crate::keys::{self, SpanFacts};
 use crate::model::{SpanId, SpanKind, TraceId};
 use crate::summary::Summary;
@@ -73,13 +74,6 @@ impl SearchQuery {
         out
     }
 
-    fn needs_facts(&self) -> bool {
-        self.kind.is_some()
-            || self.min_duration_us.is_some()
-            || self.max_duration_us.is_some()
-            || self.errors_only
-    }
-
     fn facts_match(&self, f: &SpanFacts) -> bool {
         if self.kind.is_some_and(|k| k != f.kind) || (self.errors_only && !f.error) {
             return false;
@@ -113,23 +107,26 @@ impl Store {
             .collect();
         let prefixes = q.prefixes();
         let (driver, checks) = prefixes.split_first().expect("at least one prefix");
+        let driver_is_facts = driver.as_slice() == [keys::IDX_SPAN];
         let db = self.db();
+        // Blocks whose first span started this early may still hold a span
+        // that started in the range.
+        let first_start = q.start_us.saturating_sub(block::SPREAD_US);
 
         // One iterator per partition over the driver's keys, from the end of
-        // the range; a heap merges them newest first.
+        // the range; a heap merges them newest block first.
         let mut seek = driver.clone();
         seek.extend_from_slice(&keys::suffix_from(q.end_us));
         let mut iters = Vec::with_capacity(cfs.len());
         let mut heap = BinaryHeap::new();
-        let current =
-            |it: &rocksdb::DBRawIteratorWithThreadMode<'_, crate::Db>| -> Option<[u8; 32]> {
-                let k = it.key()?;
-                if !k.starts_with(driver) || k.len() != driver.len() + keys::SUFFIX_LEN {
-                    return None;
-                }
-                let (start, _, _) = keys::decode_suffix(k)?;
-                (start >= q.start_us).then(|| k[driver.len()..].try_into().ok())?
-            };
+        let current = |it: &rocksdb::DBRawIteratorWithThreadMode<'_, crate::Db>| -> Option<Sfx> {
+            let k = it.key()?;
+            if !k.starts_with(driver) || k.len() != driver.len() + keys::SUFFIX_LEN {
+                return None;
+            }
+            let (start, _) = keys::decode_suffix(k)?;
+            (start >= first_start).then(|| k[driver.len()..].try_into().ok())?
+        };
         for cf in &cfs {
             let mut it = db.raw_iterator_cf(cf);
             it.seek(&seek);
@@ -139,59 +136,89 @@ impl Store {
             iters.push(it);
         }
 
-        let mut found: Vec<(TraceId, SpanId, u64)> = Vec::new();
-        let mut traces = HashSet::new();
-        let mut last: Option<[u8; 32]> = None;
+        // The newest matching span of each trace found.
+        let mut found: HashMap<TraceId, (SpanId, u64)> = HashMap::new();
         let mut scanned = 0usize;
         let mut key = Vec::with_capacity(64);
         while let Some(Reverse((sfx, i))) = heap.pop() {
+            let (block_start, _) = keys::decode_suffix(&sfx).expect("suffix");
+            // Every later block starts at or before this one: once the
+            // limit is reached, none can hold a newer span than the
+            // limit-th found.
+            if found.len() >= q.limit
+                && block_start.saturating_add(block::SPREAD_US) < kth_newest(&found, q.limit)
+            {
+                break;
+            }
+            let driver_members = if driver_is_facts {
+                None
+            } else {
+                let v = iters[i].value().unwrap_or_default();
+                Some(block::decode_members(v).ok_or_else(|| corrupt(&sfx, "member list"))?)
+            };
             iters[i].next();
             if let Some(s) = current(&iters[i]) {
                 heap.push(Reverse((s, i)));
             }
             iters[i].status()?;
-            scanned += 1;
-            if scanned > MAX_SCANNED {
-                tracing::warn!(scanned, "search stopped at its scan limit");
-                break;
-            }
-            if last == Some(sfx) {
-                continue;
-            }
-            last = Some(sfx);
-            let (start_us, trace, span) = keys::decode_suffix(&sfx).expect("suffix");
-            if traces.contains(&trace) {
-                continue;
-            }
-            let mut ok = true;
+            let cf = &cfs[i];
+            let mut members = driver_members;
             for prefix in checks {
                 key.clear();
                 key.extend_from_slice(prefix);
                 key.extend_from_slice(&sfx);
-                if !self.any_has(&cfs, &key)? {
-                    ok = false;
+                let Some(v) = db.get_pinned_cf(cf, &key)? else {
+                    members = Some(Vec::new());
                     break;
-                }
-            }
-            if ok && q.needs_facts() {
-                key.clear();
-                key.push(keys::IDX_SPAN);
-                key.extend_from_slice(&sfx);
-                ok = match self.facts(&cfs, &key)? {
-                    Some(f) => q.facts_match(&f),
-                    None => false,
                 };
-            }
-            if ok {
-                traces.insert(trace);
-                found.push((trace, span, start_us));
-                if found.len() >= q.limit {
+                let list = block::decode_members(&v).ok_or_else(|| corrupt(&sfx, "member list"))?;
+                members = Some(match members {
+                    Some(m) => block::intersect(&m, &list),
+                    None => list,
+                });
+                if members.as_ref().is_some_and(|m| m.is_empty()) {
                     break;
                 }
+            }
+            if members.as_ref().is_some_and(|m| m.is_empty()) {
+                continue;
+            }
+            key.clear();
+            key.push(keys::IDX_SPAN);
+            key.extend_from_slice(&sfx);
+            let Some(v) = db.get_pinned_cf(cf, &key)? else {
+                continue;
+            };
+            let facts =
+                block::decode_facts(block_start, &v).ok_or_else(|| corrupt(&sfx, "facts"))?;
+            let mut consider = |m: &block::Member| {
+                if m.start_us < q.start_us || m.start_us > q.end_us || !q.facts_match(&m.facts) {
+                    return;
+                }
+                let e = found.entry(m.trace).or_insert((m.span, m.start_us));
+                if m.start_us > e.1 {
+                    *e = (m.span, m.start_us);
+                }
+            };
+            match &members {
+                None => facts.iter().for_each(&mut consider),
+                Some(list) => list
+                    .iter()
+                    .filter_map(|&n| facts.get(n as usize))
+                    .for_each(&mut consider),
+            }
+            scanned += members.as_ref().map_or(facts.len(), Vec::len).max(1);
+            if scanned > MAX_SCANNED {
+                tracing::warn!(scanned, "search stopped at its scan limit");
+                break;
             }
         }
         drop(iters);
 
+        let mut found: Vec<(TraceId, SpanId, u64)> =
+            found.into_iter().map(|(t, (s, at))| (t, s, at)).collect();
+        found.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        found.truncate(q.limit);
         let ids: Vec<TraceId> = found.iter().map(|(t, _, _)| *t).collect();
         let summaries = self.summaries(&ids)?;
         Ok(found
@@ -205,34 +232,23 @@ impl Store {
             })
             .collect())
     }
+}
 
-    fn any_has(
-        &self,
-        cfs: &[std::sync::Arc<rocksdb::BoundColumnFamily<'_>>],
-        key: &[u8],
-    ) -> Result<bool> {
-        for cf in cfs {
-            if self.db().get_pinned_cf(cf, key)?.is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
+type Sfx = [u8; keys::SUFFIX_LEN];
 
-    /// A span's facts; where a side was indexed again in a later partition
-    /// (its end arrived later), the newest entry wins.
-    fn facts(
-        &self,
-        cfs: &[std::sync::Arc<rocksdb::BoundColumnFamily<'_>>],
-        key: &[u8],
-    ) -> Result<Option<SpanFacts>> {
-        for cf in cfs {
-            if let Some(v) = self.db().get_pinned_cf(cf, key)? {
-                return Ok(SpanFacts::decode(&v));
-            }
-        }
-        Ok(None)
+fn corrupt(sfx: &Sfx, what: &str) -> crate::Error {
+    crate::Error::Corrupt {
+        key: hex::encode(sfx),
+        reason: format!("index block {what} does not decode"),
     }
+}
+
+/// The start of the `k`-th newest span found.
+fn kth_newest(found: &HashMap<TraceId, (SpanId, u64)>, k: usize) -> u64 {
+    let mut starts: Vec<u64> = found.values().map(|v| v.1).collect();
+    let k = k.clamp(1, starts.len());
+    let (_, kth, _) = starts.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
+    *kth
 }
 
 /// What recent spans of one operation looked like.
@@ -297,34 +313,42 @@ impl Store {
             'parts: for cf in &cfs {
                 let mut it = db.raw_iterator_cf(cf);
                 it.seek(&seek);
-                while let Some(k) = it.key() {
+                while let (Some(k), Some(v)) = (it.key(), it.value()) {
                     if !k.starts_with(&prefix) || k.len() != prefix.len() + keys::SUFFIX_LEN {
                         break;
                     }
-                    let Some((start, _, _)) = keys::decode_suffix(k) else {
+                    let Some((block_start, _)) = keys::decode_suffix(k) else {
                         break;
                     };
-                    if start < start_us {
+                    if block_start.saturating_add(block::SPREAD_US) < start_us {
                         break;
                     }
-                    if seen >= cap {
-                        for v in by_kind.values_mut() {
-                            v.2 = true;
-                        }
-                        break 'parts;
-                    }
-                    seen += 1;
+                    let sfx: Sfx = k[prefix.len()..].try_into().expect("suffix length");
+                    let list =
+                        block::decode_members(v).ok_or_else(|| corrupt(&sfx, "member list"))?;
                     let mut fk = vec![keys::IDX_SPAN];
-                    fk.extend_from_slice(&k[prefix.len()..]);
-                    if let Some(f) = db
-                        .get_pinned_cf(cf, &fk)?
-                        .and_then(|v| SpanFacts::decode(&v))
-                    {
-                        let e = by_kind.entry(f.kind.as_u8()).or_default();
-                        if let Some(d) = f.duration_us {
+                    fk.extend_from_slice(&sfx);
+                    let facts = match db.get_pinned_cf(cf, &fk)? {
+                        Some(fv) => block::decode_facts(block_start, &fv)
+                            .ok_or_else(|| corrupt(&sfx, "facts"))?,
+                        None => Vec::new(),
+                    };
+                    for m in list.iter().filter_map(|&n| facts.get(n as usize)) {
+                        if m.start_us < start_us || m.start_us > end_us {
+                            continue;
+                        }
+                        if seen >= cap {
+                            for v in by_kind.values_mut() {
+                                v.2 = true;
+                            }
+                            break 'parts;
+                        }
+                        seen += 1;
+                        let e = by_kind.entry(m.facts.kind.as_u8()).or_default();
+                        if let Some(d) = m.facts.duration_us {
                             e.0.push(d);
                         }
-                        e.1 += u64::from(f.error);
+                        e.1 += u64::from(m.facts.error);
                     }
                     it.next();
                 }

@@ -445,6 +445,68 @@ fn search_across_partitions_is_newest_first_and_stops_at_the_limit() {
 }
 
 #[test]
+fn search_is_exact_at_block_boundaries() {
+    // Spans within a second of each other share an index block whose key
+    // carries the block's first start; the range and the limit still apply
+    // to each span's own start.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Arc::new(ManualClock::new(T0)));
+    let mut error = timed(4, 1, None, "svc", T0 + 900_000, 10);
+    error.status = StatusCode::Error;
+    store
+        .write(&[
+            Fragment::Span(timed(1, 1, None, "svc", T0, 10)),
+            Fragment::Span(timed(2, 1, None, "svc", T0 + 400_000, 10)),
+            Fragment::Span(timed(3, 1, None, "other", T0 + 600_000, 10)),
+            Fragment::Span(error),
+        ])
+        .unwrap();
+    // A later write whose block starts before the newest span above.
+    store
+        .write(&[Fragment::Span(timed(5, 1, None, "svc", T0 + 800_000, 10))])
+        .unwrap();
+    let svc = |start, end, limit| SearchQuery {
+        service: Some("svc".into()),
+        limit,
+        ..query(start, end)
+    };
+    assert_eq!(
+        ids(&store.search(&svc(T0, T0 + 1_000_000, 20)).unwrap()),
+        vec![4, 5, 2, 1]
+    );
+    assert_eq!(
+        ids(&store.search(&svc(T0, T0 + 1_000_000, 1)).unwrap()),
+        vec![4]
+    );
+    assert_eq!(
+        ids(&store.search(&svc(T0, T0 + 1_000_000, 2)).unwrap()),
+        vec![4, 5]
+    );
+    // The range starts inside the first block and ends inside it too.
+    assert_eq!(
+        ids(&store.search(&svc(T0 + 1, T0 + 850_000, 20)).unwrap()),
+        vec![5, 2]
+    );
+    assert_eq!(
+        ids(&store.search(&svc(T0 + 400_000, T0 + 400_000, 20)).unwrap()),
+        vec![2]
+    );
+    let errors = SearchQuery {
+        errors_only: true,
+        ..query(T0, T0 + 1_000_000)
+    };
+    assert_eq!(ids(&store.search(&errors).unwrap()), vec![4]);
+    let all = query(T0 + 500_000, T0 + 1_000_000);
+    assert_eq!(ids(&store.search(&all).unwrap()), vec![4, 5, 3]);
+    // Operation statistics count each span of the range once.
+    let stats = store
+        .operation_stats("svc", T0 + 1, T0 + 1_000_000, 100)
+        .unwrap();
+    assert_eq!(stats.len(), 1);
+    assert_eq!((stats[0].count, stats[0].errors), (3, 1));
+}
+
+#[test]
 fn a_corrupt_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -1,0 +1,227 @@
+//! Index blocks: the unit the search indexes point at.
+//!
+//! A write's indexed spans (and phosphor span sides) are cut into blocks of
+//! spans whose starts lie within [`SPREAD_US`] of each other. A block has one
+//! facts entry (trace IDs, span IDs, start, duration, kind and status of
+//! every member) and one entry per distinct search term (service, service
+//! and operation, operation, attribute `key=value`, error) whose value lists
+//! the members that carry it. So a term shared by many spans of a write
+//! costs one key, not one key per span, and a search reads a block's facts
+//! once for all its members.
+
+use crate::keys::SpanFacts;
+use crate::model::{SpanId, SpanKind, TraceId};
+
+/// Widest spread of span starts within one block. A search for spans that
+/// started in `[start, end]` reads blocks whose first span started in
+/// `[start - SPREAD_US, end]`.
+pub const SPREAD_US: u64 = 1_000_000;
+/// Most members in one block.
+pub const MAX_MEMBERS: usize = 4_096;
+
+const FACTS_V1: u8 = 1;
+
+/// One indexed span (or span side) of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub trace: TraceId,
+    pub span: SpanId,
+    pub start_us: u64,
+    pub facts: SpanFacts,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn take_varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The facts value of a block whose members are sorted by start, the first
+/// starting at `min_start_us`.
+pub fn encode_facts(min_start_us: u64, members: &[Member]) -> Vec<u8> {
+    let mut traces: Vec<TraceId> = Vec::new();
+    let mut trace_index = std::collections::HashMap::new();
+    let refs: Vec<u64> = members
+        .iter()
+        .map(|m| {
+            *trace_index.entry(m.trace).or_insert_with(|| {
+                traces.push(m.trace);
+                traces.len() as u64 - 1
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(8 + traces.len() * 16 + members.len() * 14);
+    out.push(FACTS_V1);
+    put_varint(&mut out, traces.len() as u64);
+    for t in &traces {
+        out.extend_from_slice(&t.0);
+    }
+    put_varint(&mut out, members.len() as u64);
+    for (m, r) in members.iter().zip(refs) {
+        put_varint(&mut out, r);
+        out.extend_from_slice(&m.span.0);
+        put_varint(&mut out, m.start_us.saturating_sub(min_start_us));
+        put_varint(
+            &mut out,
+            m.facts.duration_us.map_or(0, |d| d.saturating_add(1)),
+        );
+        out.push(m.facts.kind.as_u8() | (u8::from(m.facts.error) << 7));
+    }
+    out
+}
+
+/// Inverse of [`encode_facts`].
+pub fn decode_facts(min_start_us: u64, mut v: &[u8]) -> Option<Vec<Member>> {
+    let (&FACTS_V1, rest) = v.split_first()? else {
+        return None;
+    };
+    v = rest;
+    let n_traces = usize::try_from(take_varint(&mut v)?).ok()?;
+    let ids = v.get(..n_traces.checked_mul(16)?)?;
+    let traces: Vec<TraceId> = ids
+        .chunks_exact(16)
+        .map(|c| TraceId(c.try_into().expect("16 bytes")))
+        .collect();
+    v = &v[ids.len()..];
+    let n = usize::try_from(take_varint(&mut v)?).ok()?;
+    let mut out = Vec::with_capacity(n.min(MAX_MEMBERS));
+    for _ in 0..n {
+        let trace = *traces.get(usize::try_from(take_varint(&mut v)?).ok()?)?;
+        let span = SpanId(v.get(..8)?.try_into().ok()?);
+        v = &v[8..];
+        let start_us = min_start_us.checked_add(take_varint(&mut v)?)?;
+        let d = take_varint(&mut v)?;
+        let (&flags, rest) = v.split_first()?;
+        v = rest;
+        out.push(Member {
+            trace,
+            span,
+            start_us,
+            facts: SpanFacts {
+                duration_us: d.checked_sub(1),
+                kind: SpanKind::from_u8(flags & 0x7f),
+                error: flags & 0x80 != 0,
+            },
+        });
+    }
+    v.is_empty().then_some(out)
+}
+
+/// A term's members: ascending member numbers, delta-encoded.
+pub fn encode_members(members: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(members.len() + 2);
+    let mut last = 0u32;
+    for (i, &m) in members.iter().enumerate() {
+        put_varint(&mut out, u64::from(if i == 0 { m } else { m - last }));
+        last = m;
+    }
+    out
+}
+
+/// Inverse of [`encode_members`].
+pub fn decode_members(mut v: &[u8]) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    let mut last = 0u32;
+    while !v.is_empty() {
+        let d = u32::try_from(take_varint(&mut v)?).ok()?;
+        last = if out.is_empty() {
+            d
+        } else {
+            last.checked_add(d)?
+        };
+        out.push(last);
+    }
+    Some(out)
+}
+
+/// Members in both ascending lists.
+pub fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_round_trip() {
+        let members = vec![
+            Member {
+                trace: TraceId([1; 16]),
+                span: SpanId([2; 8]),
+                start_us: 1_000,
+                facts: SpanFacts {
+                    duration_us: Some(0),
+                    kind: SpanKind::Client,
+                    error: true,
+                },
+            },
+            Member {
+                trace: TraceId([3; 16]),
+                span: SpanId([4; 8]),
+                start_us: 1_500,
+                facts: SpanFacts {
+                    duration_us: None,
+                    kind: SpanKind::Server,
+                    error: false,
+                },
+            },
+            Member {
+                trace: TraceId([1; 16]),
+                span: SpanId([5; 8]),
+                start_us: 1_000 + SPREAD_US,
+                facts: SpanFacts {
+                    duration_us: Some(u64::MAX - 1),
+                    kind: SpanKind::Internal,
+                    error: false,
+                },
+            },
+        ];
+        let v = encode_facts(1_000, &members);
+        assert_eq!(decode_facts(1_000, &v), Some(members));
+        // Truncated or trailing bytes are corrupt, never a panic.
+        for cut in 0..v.len() {
+            assert_eq!(decode_facts(1_000, &v[..cut]), None, "cut at {cut}");
+        }
+        let mut long = v.clone();
+        long.push(0);
+        assert_eq!(decode_facts(1_000, &long), None);
+    }
+
+    #[test]
+    fn member_lists_round_trip_and_intersect() {
+        for list in [vec![], vec![0], vec![3, 4, 200, 4_095], vec![7, 1_000_000]] {
+            assert_eq!(decode_members(&encode_members(&list)), Some(list));
+        }
+        assert_eq!(decode_members(&[0x80]), None);
+        assert_eq!(intersect(&[1, 3, 5, 9], &[0, 3, 4, 9, 10]), vec![3, 9]);
+        assert_eq!(intersect(&[1], &[]), Vec::<u32>::new());
+    }
+}
