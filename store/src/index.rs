@@ -7,13 +7,16 @@
 //! fragments are read to find the other, so the side's duration and status
 //! are right whichever end arrives last.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::block;
 use crate::keys::{self, SpanFacts};
 use crate::model::{
     Annotation, AnnotationType, Fragment, KeyValue, Side, Span, SpanId, SpanKind, StatusCode,
-    TraceId,
+    TraceId, Value,
 };
 use crate::summary::{RootCandidate, Summary, encode_counts};
 
@@ -33,14 +36,14 @@ pub(crate) struct IndexWrites {
 }
 
 /// One span (or span side) as the indexes see it.
-struct Indexed {
+struct Indexed<'a> {
     trace: TraceId,
     span: SpanId,
     start_us: u64,
     facts: SpanFacts,
-    service: String,
-    operation: Option<String>,
-    attributes: Vec<(String, String)>,
+    service: Cow<'a, str>,
+    operation: Option<Cow<'a, str>>,
+    attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 fn bucket(us: u64) -> u64 {
@@ -52,11 +55,12 @@ fn bucket(us: u64) -> u64 {
 /// and terms; `next_block` hands out block sequence numbers.
 fn emit_blocks(
     w: &mut IndexWrites,
-    mut entries: Vec<Indexed>,
+    mut entries: Vec<Indexed<'_>>,
     next_block: &mut dyn FnMut() -> u64,
 ) {
     entries.sort_by_key(|e| e.start_us);
-    let mut catalog: HashSet<Vec<u8>> = HashSet::new();
+    let mut catalog: FxHashSet<Vec<u8>> = FxHashSet::default();
+    let mut key = Vec::with_capacity(128);
     let mut rest = &entries[..];
     while let Some(first) = rest.first() {
         let min = first.start_us;
@@ -81,38 +85,58 @@ fn emit_blocks(
             keys::index_key(keys::IDX_SPAN, &[], &sfx),
             block::encode_facts(min, &facts),
         ));
-        let mut terms: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
-        let mut add = |term: Vec<u8>, i: u32| {
-            let list = terms.entry(term).or_default();
-            if list.last() != Some(&i) {
-                list.push(i);
+        // Terms and catalog entries are built in one reused buffer and
+        // copied only the first time they are seen.
+        let mut terms: FxHashMap<Vec<u8>, Vec<u32>> = FxHashMap::default();
+        let add = |terms: &mut FxHashMap<Vec<u8>, Vec<u32>>, term: &[u8], i: u32| match terms
+            .get_mut(term)
+        {
+            Some(list) => {
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+            None => {
+                terms.insert(term.to_vec(), vec![i]);
+            }
+        };
+        let note = |catalog: &mut FxHashSet<Vec<u8>>, entry: &[u8]| {
+            if !catalog.contains(entry) {
+                catalog.insert(entry.to_vec());
             }
         };
         for (i, e) in members.iter().enumerate() {
             let i = i as u32;
-            add(keys::index_key(keys::IDX_SERVICE, &[&e.service], &[]), i);
-            catalog.insert(keys::service_key(&e.service));
+            let service: &str = &e.service;
+            keys::term_into(&mut key, keys::IDX_SERVICE, &[service]);
+            add(&mut terms, &key, i);
+            keys::term_into(&mut key, keys::CATALOG_SERVICE, &[service]);
+            note(&mut catalog, &key);
             if let Some(op) = &e.operation {
-                add(
-                    keys::index_key(keys::IDX_SERVICE_OPERATION, &[&e.service, op], &[]),
-                    i,
-                );
-                add(keys::index_key(keys::IDX_OPERATION, &[op], &[]), i);
-                catalog.insert(keys::operation_key(&e.service, e.facts.kind, op));
+                keys::term_into(&mut key, keys::IDX_SERVICE_OPERATION, &[service, op]);
+                add(&mut terms, &key, i);
+                keys::term_into(&mut key, keys::IDX_OPERATION, &[op]);
+                add(&mut terms, &key, i);
+                let entry = keys::operation_key(service, e.facts.kind, op);
+                note(&mut catalog, &entry);
             }
             if e.facts.error {
-                add(vec![keys::IDX_ERROR], i);
+                add(&mut terms, &[keys::IDX_ERROR], i);
             }
             for (k, v) in &e.attributes {
                 if v.len() <= MAX_INDEXED_VALUE && k.len() <= MAX_INDEXED_VALUE {
-                    add(keys::index_key(keys::IDX_ATTRIBUTE, &[k, v], &[]), i);
+                    keys::term_into(&mut key, keys::IDX_ATTRIBUTE, &[k, v]);
+                    add(&mut terms, &key, i);
                 }
-                catalog.insert(keys::index_key(keys::CATALOG_ATTR_KEY, &[k], &[]));
+                keys::term_into(&mut key, keys::CATALOG_ATTR_KEY, &[k]);
+                note(&mut catalog, &key);
                 if v.len() <= MAX_CATALOG_VALUE {
-                    catalog.insert(keys::index_key(keys::CATALOG_ATTR_VALUE, &[k, v], &[]));
+                    keys::term_into(&mut key, keys::CATALOG_ATTR_VALUE, &[k, v]);
+                    note(&mut catalog, &key);
                 }
             }
         }
+        w.puts.reserve(terms.len());
         for (mut term, list) in terms {
             term.extend_from_slice(&sfx);
             w.puts.push((term, block::encode_members(&list)));
@@ -121,24 +145,26 @@ fn emit_blocks(
     w.catalog.extend(catalog);
 }
 
-fn kv_strings<'a>(
-    kvs: impl IntoIterator<Item = &'a KeyValue>,
-) -> impl Iterator<Item = (String, String)> {
-    kvs.into_iter()
-        .map(|kv| (kv.key.clone(), kv.value.to_string()))
+fn kv_strings(kvs: &[KeyValue]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    kvs.iter().map(|kv| {
+        let v = match &kv.value {
+            Value::Str(s) => Cow::Borrowed(s.as_str()),
+            other => Cow::Owned(other.to_string()),
+        };
+        (Cow::Borrowed(kv.key.as_str()), v)
+    })
 }
 
-fn span_attributes(s: &Span) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = kv_strings(&s.attributes).collect();
+fn span_attributes(s: &Span) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    let mut out: Vec<_> = kv_strings(&s.attributes).collect();
     out.extend(kv_strings(&s.resource));
     for e in &s.events {
         out.extend(kv_strings(&e.attributes));
     }
-    out.sort();
+    out.sort_unstable();
     out.dedup();
     out
 }
-
 /// Builds the index writes of a batch. `earlier` returns a trace's stored
 /// fragments; it is called at most once per trace, and only for traces
 /// with annotation sides of which this batch holds one end only.
@@ -148,7 +174,7 @@ pub(crate) fn index_batch(
     next_block: &mut dyn FnMut() -> u64,
 ) -> IndexWrites {
     let mut w = IndexWrites::default();
-    let mut entries: Vec<Indexed> = Vec::new();
+    let mut entries: Vec<Indexed<'_>> = Vec::new();
     let mut summaries: HashMap<TraceId, Summary> = HashMap::new();
     let mut deps: HashMap<(u64, String, String), (u64, u64)> = HashMap::new();
 
@@ -183,8 +209,8 @@ pub(crate) fn index_batch(
                 kind: s.kind,
                 error,
             },
-            service: s.service.clone(),
-            operation: Some(s.name.clone()),
+            service: Cow::Borrowed(&s.service),
+            operation: Some(Cow::Borrowed(&s.name)),
             attributes: span_attributes(s),
         });
         let sum = summaries.entry(s.trace_id).or_default();
@@ -351,9 +377,12 @@ pub(crate) fn index_batch(
                 kind: start.span_kind(),
                 error: timeout.is_some(),
             },
-            service: start.service().to_string(),
-            operation,
-            attributes,
+            service: Cow::Owned(start.service().to_string()),
+            operation: operation.map(Cow::Owned),
+            attributes: attributes
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
+                .collect(),
         });
         // A client side without a parent is the root; a server side is one
         // only where no such client side exists (an edge service whose

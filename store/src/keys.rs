@@ -86,6 +86,15 @@ pub fn index_key(tag: u8, fields: &[&str], suffix: &[u8]) -> Vec<u8> {
     k
 }
 
+/// [`index_key`] without a suffix, into a reused buffer.
+pub fn term_into(buf: &mut Vec<u8>, tag: u8, fields: &[&str]) {
+    buf.clear();
+    buf.push(tag);
+    for f in fields {
+        push_str(buf, f);
+    }
+}
+
 /// `0x30 | trace_id`.
 pub fn summary_key(trace: TraceId) -> [u8; 17] {
     let mut k = [0u8; 17];

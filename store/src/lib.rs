@@ -428,19 +428,24 @@ impl Store {
         let spans = self.cf(&cf::spans(p))?;
         let index_cf = self.cf(&cf::index(p))?;
         let mut batch = WriteBatch::default();
+        // Keys go into the batch in order: the memtable's skip list then
+        // finds each insert's place from the previous one's.
+        let mut records: Vec<(TraceId, &Vec<&Fragment>)> =
+            by_trace.iter().map(|(t, f)| (*t, f)).collect();
+        records.sort_unstable_by_key(|(t, _)| *t);
         let mut buf = Vec::new();
-        for (i, (trace, frags)) in by_trace.iter().enumerate() {
+        for (i, (trace, frags)) in records.into_iter().enumerate() {
             buf.clear();
             buf.push(RECORD_V1);
             buf = postcard::to_extend(frags, buf).map_err(|e| Error::Corrupt {
                 key: trace.to_hex(),
                 reason: e.to_string(),
             })?;
-            batch.put_cf(&spans, keys::fragment_key(*trace, seq0 + i as u64), &buf);
+            batch.put_cf(&spans, keys::fragment_key(trace, seq0 + i as u64), &buf);
         }
 
         let mut read_error = None;
-        let writes = index::index_batch(
+        let mut writes = index::index_batch(
             fragments,
             &mut |trace| {
                 self.trace(trace).unwrap_or_else(|e| {
@@ -453,6 +458,8 @@ impl Store {
         if let Some(e) = read_error {
             return Err(e);
         }
+        writes.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        writes.merges.sort_by(|a, b| a.0.cmp(&b.0));
         for (k, v) in &writes.puts {
             batch.put_cf(&index_cf, k, v);
         }
