@@ -19,6 +19,8 @@ use crate::pipeline::Ingest;
 
 /// Largest datagram read (the UDP maximum).
 const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams read by one `recvmmsg` call.
+const READ_MANY: usize = 32;
 /// Fragments gathered before a batch goes to the queue.
 const BATCH_FRAGMENTS: usize = 1_024;
 /// Longest a fragment waits in the receiver before its batch is sent.
@@ -68,7 +70,7 @@ fn run(socket: &UdpSocket, ingest: &Ingest, limits: &Limits, stop: &AtomicBool) 
     let received = metrics.received.get_or_create(&label).clone();
     let malformed = metrics.malformed.get_or_create(&label).clone();
     let rejected = metrics.rejected.get_or_create(&label).clone();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut reader = Reader::new();
     let mut pending = Vec::with_capacity(BATCH_FRAGMENTS);
     let mut oldest = Instant::now();
     let flush = |pending: &mut Vec<_>| {
@@ -79,21 +81,23 @@ fn run(socket: &UdpSocket, ingest: &Ingest, limits: &Limits, stop: &AtomicBool) 
     };
     loop {
         let stopping = stop.load(Ordering::Acquire);
-        match socket.recv_from(&mut buf) {
-            Ok((n, _peer)) => {
-                metrics.udp_datagrams.inc();
-                match decode::datagram(&buf[..n], limits) {
-                    Ok(r) => {
-                        received.inc_by(r.fragments.len() as u64 + r.bad_annotations);
-                        rejected.inc_by(r.bad_annotations);
-                        if pending.is_empty() {
-                            oldest = Instant::now();
+        match reader.read(socket) {
+            Ok(n) => {
+                metrics.udp_datagrams.inc_by(n as u64);
+                for datagram in reader.datagrams(n) {
+                    match decode::datagram(datagram, limits) {
+                        Ok(r) => {
+                            received.inc_by(r.fragments.len() as u64 + r.bad_annotations);
+                            rejected.inc_by(r.bad_annotations);
+                            if pending.is_empty() {
+                                oldest = Instant::now();
+                            }
+                            pending.extend(r.fragments);
                         }
-                        pending.extend(r.fragments);
-                    }
-                    Err(e) => {
-                        malformed.inc();
-                        tracing::debug!(error = %e, bytes = n, "malformed datagram dropped");
+                        Err(e) => {
+                            malformed.inc();
+                            tracing::debug!(error = %e, bytes = datagram.len(), "malformed datagram dropped");
+                        }
                     }
                 }
             }
@@ -114,5 +118,71 @@ fn run(socket: &UdpSocket, ingest: &Ingest, limits: &Limits, stop: &AtomicBool) 
             flush(&mut pending);
             return;
         }
+    }
+}
+
+/// Reads several datagrams per system call where the platform can
+/// (`recvmmsg` on Linux), one otherwise.
+struct Reader {
+    buf: Vec<u8>,
+    lens: [usize; READ_MANY],
+}
+
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            buf: vec![0u8; MAX_DATAGRAM * READ_MANY],
+            lens: [0; READ_MANY],
+        }
+    }
+
+    /// Waits (up to the socket's read timeout) for at least one datagram
+    /// and takes those already queued behind it; returns how many.
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)] // recvmmsg has no safe wrapper in socket2 or std.
+    fn read(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: every iovec points into `self.buf` at a distinct
+        // MAX_DATAGRAM-sized slot, and the arrays outlive the call.
+        unsafe {
+            let mut iov: [libc::iovec; READ_MANY] = std::mem::zeroed();
+            let mut msgs: [libc::mmsghdr; READ_MANY] = std::mem::zeroed();
+            for (i, (v, m)) in iov.iter_mut().zip(msgs.iter_mut()).enumerate() {
+                v.iov_base = self.buf.as_mut_ptr().add(i * MAX_DATAGRAM).cast();
+                v.iov_len = MAX_DATAGRAM;
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+            }
+            let n = libc::recvmmsg(
+                socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                READ_MANY as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            );
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = n as usize;
+            for (len, m) in self.lens.iter_mut().zip(&msgs[..n]) {
+                *len = m.msg_len as usize;
+            }
+            Ok(n)
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn read(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+        let (n, _) = socket.recv_from(&mut self.buf[..MAX_DATAGRAM])?;
+        self.lens[0] = n;
+        Ok(1)
+    }
+
+    /// The first `n` datagrams read.
+    fn datagrams(&self, n: usize) -> impl Iterator<Item = &[u8]> {
+        self.lens[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| &self.buf[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len])
     }
 }
