@@ -31,6 +31,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Play the card-payment demo system against a running phosphor.
     Demo(DemoArgs),
+    /// Load tool: drive a running phosphor over the network and measure
+    /// ingest, query latency and store size.
+    Bench(Box<phosphor_bench::BenchArgs>),
 }
 
 /// Options of `phosphor serve`.

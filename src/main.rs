@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod metrics;
 mod serve;
 
 use std::io::IsTerminal;
@@ -34,6 +35,10 @@ async fn main() -> anyhow::Result<()> {
                 count: args.count,
             })
             .await
+        }
+        Some(Command::Bench(args)) => {
+            init_logging("warn");
+            Ok(phosphor_bench::run(*args).await?)
         }
         Some(Command::Serve(args)) => serve_with(*args).await,
         None => serve_with(cli.serve).await,

@@ -29,9 +29,15 @@ struct Ops {
 }
 
 async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &ops.registry) {
-        Ok(()) => (
+    // Some figures are read at scrape time from files (the store's size,
+    // /proc): off the async runtime.
+    let encoded = tokio::task::spawn_blocking(move || {
+        let mut body = String::new();
+        prometheus_client::encoding::text::encode(&mut body, &ops.registry).map(|()| body)
+    })
+    .await;
+    match encoded {
+        Ok(Ok(body)) => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
@@ -40,7 +46,7 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
             body,
         )
             .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -102,6 +108,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    registry.register_collector(Box::new(crate::metrics::ServerCollector::new(
+        store.clone(),
+    )));
     let (ingest, writer) = pipeline::start(
         store.clone(),
         PipelineConfig {

@@ -77,6 +77,7 @@ pub fn router(query: QueryService) -> Router {
         .route("/api/v1/attributes/{key}/values", get(get_attribute_values))
         .route("/api/v1/dependencies", get(get_dependencies))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/admin/compact", post(compact))
         .route("/api/v1/{*rest}", get(unknown_route))
         .with_state(query)
 }
@@ -404,6 +405,40 @@ async fn unpin(
         e => e.into(),
     })?;
     Ok(Json(json!({"traceId": id, "pinned": false})))
+}
+
+fn sizes_json(s: &crate::StoreSizes) -> serde_json::Value {
+    json!({
+        "diskBytes": s.disk_bytes,
+        "sstBytes": s.sst_bytes(),
+        "columnFamilies": s
+            .column_families
+            .iter()
+            .map(|(name, bytes)| json!({"name": name, "bytes": bytes}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// `POST /api/v1/admin/compact`: flush and compact the whole store, for
+/// size measurements (`phosphor bench size`); one at a time.
+async fn compact(State(q): State<QueryService>) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(c) = q.compact().await? else {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: "a compaction is already running".into(),
+        });
+    };
+    tracing::info!(
+        before = c.before.disk_bytes,
+        after = c.after.disk_bytes,
+        seconds = c.took.as_secs_f64(),
+        "store compacted on request"
+    );
+    Ok(Json(json!({
+        "before": sizes_json(&c.before),
+        "after": sizes_json(&c.after),
+        "seconds": c.took.as_secs_f64(),
+    })))
 }
 
 type Pairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;

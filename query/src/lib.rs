@@ -18,7 +18,8 @@ pub mod params;
 pub mod zipkin;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use phosphor_store::model::{SpanId, TraceId};
 use phosphor_store::{Dependency, Operation, SearchHit, SearchQuery, Store};
@@ -91,16 +92,77 @@ impl From<SearchHit> for TraceSummary {
     }
 }
 
+/// The store's size at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSizes {
+    /// Every file of the data directory.
+    pub disk_bytes: u64,
+    /// SST bytes per column family.
+    pub column_families: Vec<(String, u64)>,
+}
+
+impl StoreSizes {
+    fn of(store: &Store) -> Result<StoreSizes> {
+        Ok(StoreSizes {
+            disk_bytes: store.disk_bytes(),
+            column_families: store.column_family_sizes()?,
+        })
+    }
+
+    /// SST bytes of every column family.
+    pub fn sst_bytes(&self) -> u64 {
+        self.column_families.iter().map(|(_, b)| b).sum()
+    }
+}
+
+/// What an on-demand compaction did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compaction {
+    pub before: StoreSizes,
+    pub after: StoreSizes,
+    pub took: Duration,
+}
+
 /// The query path shared by the JSON API and the web UI.
 #[derive(Debug, Clone)]
 pub struct QueryService {
     store: Arc<Store>,
+    /// Set while an on-demand compaction runs (one at a time).
+    compacting: Arc<AtomicBool>,
 }
 
 impl QueryService {
     /// A query service over `store`.
     pub fn new(store: Arc<Store>) -> QueryService {
-        QueryService { store }
+        QueryService {
+            store,
+            compacting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Flushes and fully compacts the store, for size measurements; the
+    /// sizes before and after. `None` when a compaction is already running.
+    pub async fn compact(&self) -> Result<Option<Compaction>> {
+        if self.compacting.swap(true, Ordering::AcqRel) {
+            return Ok(None);
+        }
+        let flag = self.compacting.clone();
+        let result = self
+            .blocking(|store| {
+                let started = Instant::now();
+                let before = StoreSizes::of(store)?;
+                store.flush()?;
+                store.compact()?;
+                let after = StoreSizes::of(store)?;
+                Ok(Compaction {
+                    before,
+                    after,
+                    took: started.elapsed(),
+                })
+            })
+            .await;
+        flag.store(false, Ordering::Release);
+        result.map(Some)
     }
 
     async fn blocking<T: Send + 'static>(
