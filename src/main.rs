@@ -8,6 +8,12 @@ mod serve;
 
 use std::io::IsTerminal;
 
+/// mimalloc: spans are built on the runtime's threads and freed on the
+/// writer's, a pattern where glibc's allocator spent a fifth of the
+/// writer's time (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 use config::{Cli, Command, Config};

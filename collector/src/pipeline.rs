@@ -1,5 +1,10 @@
-//! The one ingest path: a bounded queue and a writer thread that coalesces
+//! The one ingest path: a bounded queue and writer threads that coalesce
 //! batches into RocksDB write batches.
+//!
+//! Batches of spans go to the writers in turn (RocksDB takes their write
+//! batches concurrently). Batches holding phosphor annotations all go to
+//! the first writer: indexing a span side may read the trace's earlier
+//! fragments, so annotation writes of one trace must not race each other.
 //!
 //! Receivers call [`Ingest::submit`]; it never blocks. The queue is bounded
 //! in spans: a batch that does not fit is refused at once, and the receiver
@@ -36,15 +41,18 @@ pub struct WriteFailed;
 pub struct PipelineConfig {
     /// Most spans waiting in the queue at once.
     pub queue_spans: usize,
-    /// Most spans the writer coalesces into one write batch.
+    /// Most spans a writer coalesces into one write batch.
     pub max_write_spans: usize,
+    /// Writer threads.
+    pub writers: usize,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            queue_spans: 200_000,
+            queue_spans: 50_000,
             max_write_spans: 16_384,
+            writers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }
 }
@@ -60,7 +68,10 @@ enum Job {
 /// A cheap handle to the ingest queue, cloned into every receiver.
 #[derive(Clone)]
 pub struct Ingest {
-    tx: mpsc::Sender<Job>,
+    /// One queue per writer.
+    tx: Arc<[mpsc::Sender<Job>]>,
+    /// The writer the next batch of spans goes to.
+    turn: Arc<AtomicUsize>,
     queued: Arc<AtomicUsize>,
     closed: Arc<AtomicBool>,
     capacity: usize,
@@ -76,35 +87,47 @@ impl std::fmt::Debug for Ingest {
     }
 }
 
-/// The writer thread; [`Writer::join`] waits for it to drain the queue.
+/// The writer threads; [`Writer::join`] waits for them to drain the queue.
 #[derive(Debug)]
 pub struct Writer {
-    handle: JoinHandle<()>,
+    handles: Vec<JoinHandle<()>>,
 }
 
 impl Writer {
     /// Waits until everything queued before [`Ingest::close`] is written.
     pub fn join(self) {
-        let _ = self.handle.join();
+        for h in self.handles {
+            let _ = h.join();
+        }
     }
 }
 
-/// Starts the writer thread over `store`.
+/// Starts the writer threads over `store`.
 pub fn start(store: Arc<Store>, config: PipelineConfig, metrics: Metrics) -> (Ingest, Writer) {
-    let (tx, rx) = mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..config.writers.max(1) {
+        let (tx, rx) = mpsc::channel();
+        senders.push(tx);
+        let (store, queued, metrics) = (store.clone(), queued.clone(), metrics.clone());
+        let max = config.max_write_spans;
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("phosphor-writer-{i}"))
+                .spawn(move || writer_loop(&store, &rx, &queued, max, &metrics))
+                .expect("spawn writer thread"),
+        );
+    }
     let ingest = Ingest {
-        tx,
-        queued: queued.clone(),
+        tx: senders.into(),
+        turn: Arc::new(AtomicUsize::new(0)),
+        queued,
         closed: Arc::new(AtomicBool::new(false)),
         capacity: config.queue_spans,
-        metrics: metrics.clone(),
+        metrics,
     };
-    let handle = std::thread::Builder::new()
-        .name("phosphor-writer".into())
-        .spawn(move || writer_loop(&store, &rx, &queued, config.max_write_spans, &metrics))
-        .expect("spawn writer thread");
-    (ingest, Writer { handle })
+    (ingest, Writer { handles })
 }
 
 fn writer_loop(
@@ -190,7 +213,15 @@ impl Ingest {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             return Err(Refusal::QueueFull);
         }
-        if self.tx.send(Job::Batch { fragments, ack }).is_err() {
+        let writer = if fragments
+            .iter()
+            .any(|f| matches!(f, Fragment::Annotation(_)))
+        {
+            0
+        } else {
+            self.turn.fetch_add(1, Ordering::Relaxed) % self.tx.len()
+        };
+        if self.tx[writer].send(Job::Batch { fragments, ack }).is_err() {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             return Err(Refusal::ShuttingDown);
         }
@@ -233,10 +264,12 @@ impl Ingest {
         Ok(rx.await.unwrap_or(Err(WriteFailed)))
     }
 
-    /// Stops taking batches; the writer drains what is queued and exits.
+    /// Stops taking batches; the writers drain what is queued and exit.
     pub fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.tx.send(Job::Close);
+            for tx in self.tx.iter() {
+                let _ = tx.send(Job::Close);
+            }
         }
     }
 
@@ -313,6 +346,7 @@ mod tests {
             PipelineConfig {
                 queue_spans: 2,
                 max_write_spans: 16,
+                writers: 2,
             },
             metrics.clone(),
         );

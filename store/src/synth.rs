@@ -83,6 +83,13 @@ fn attr(i: usize, n: u64) -> KeyValue {
     KeyValue { key, value }
 }
 
+/// Span `i` of trace `n`: random-looking, as real clients' span IDs are
+/// (sequential IDs would compress unrealistically well).
+fn span_id(n: u64, i: usize) -> SpanId {
+    let h = xxhash_rust::xxh3::xxh3_64(&[n.to_le_bytes(), (i as u64).to_le_bytes()].concat());
+    SpanId((h | 1).to_be_bytes())
+}
+
 /// Trace number `n` (its ID derives from it), starting at `start_us`.
 pub fn trace(n: u64, start_us: u64, shape: &Shape) -> Vec<Fragment> {
     let mut id = [0u8; 16];
@@ -105,8 +112,8 @@ pub fn trace(n: u64, start_us: u64, shape: &Shape) -> Vec<Fragment> {
             let dur = 5_000 / (depth + 1) + h % 700;
             Fragment::Span(Span {
                 trace_id,
-                span_id: SpanId(((n << 16) | (i as u64 + 1)).to_be_bytes()),
-                parent_span_id: parent.map(|p| SpanId(((n << 16) | (p as u64 + 1)).to_be_bytes())),
+                span_id: span_id(n, i),
+                parent_span_id: parent.map(|p| span_id(n, p)),
                 name: OPERATIONS[(h % 8) as usize].into(),
                 kind: if i == 0 {
                     SpanKind::Server
