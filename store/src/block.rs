@@ -16,10 +16,13 @@ use crate::model::{SpanId, SpanKind, TraceId};
 /// started in `[start, end]` reads blocks whose first span started in
 /// `[start - SPREAD_US, end]`.
 pub const SPREAD_US: u64 = 1_000_000;
+/// How late after its key's second a block's last span can start: the key
+/// holds the first start to the second.
+pub const KEY_SLACK_US: u64 = 1_000_000 + SPREAD_US;
 /// Most members in one block.
 pub const MAX_MEMBERS: usize = 4_096;
 
-const FACTS_V1: u8 = 1;
+const FACTS_V2: u8 = 2;
 
 /// One indexed span (or span side) of a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +54,9 @@ fn take_varint(buf: &mut &[u8]) -> Option<u64> {
     None
 }
 
-/// The facts value of a block whose members are sorted by start, the first
-/// starting at `min_start_us`.
-pub fn encode_facts(min_start_us: u64, members: &[Member]) -> Vec<u8> {
+/// The facts value of a block whose members are sorted by start.
+pub fn encode_facts(members: &[Member]) -> Vec<u8> {
+    let min_start_us = members.first().map_or(0, |m| m.start_us);
     let mut traces: Vec<TraceId> = Vec::new();
     let mut trace_index = std::collections::HashMap::new();
     let refs: Vec<u64> = members
@@ -66,7 +69,8 @@ pub fn encode_facts(min_start_us: u64, members: &[Member]) -> Vec<u8> {
         })
         .collect();
     let mut out = Vec::with_capacity(8 + traces.len() * 16 + members.len() * 14);
-    out.push(FACTS_V1);
+    out.push(FACTS_V2);
+    put_varint(&mut out, min_start_us);
     put_varint(&mut out, traces.len() as u64);
     for t in &traces {
         out.extend_from_slice(&t.0);
@@ -86,11 +90,12 @@ pub fn encode_facts(min_start_us: u64, members: &[Member]) -> Vec<u8> {
 }
 
 /// Inverse of [`encode_facts`].
-pub fn decode_facts(min_start_us: u64, mut v: &[u8]) -> Option<Vec<Member>> {
-    let (&FACTS_V1, rest) = v.split_first()? else {
+pub fn decode_facts(mut v: &[u8]) -> Option<Vec<Member>> {
+    let (&FACTS_V2, rest) = v.split_first()? else {
         return None;
     };
     v = rest;
+    let min_start_us = take_varint(&mut v)?;
     let n_traces = usize::try_from(take_varint(&mut v)?).ok()?;
     let ids = v.get(..n_traces.checked_mul(16)?)?;
     let traces: Vec<TraceId> = ids
@@ -204,15 +209,15 @@ mod tests {
                 },
             },
         ];
-        let v = encode_facts(1_000, &members);
-        assert_eq!(decode_facts(1_000, &v), Some(members));
+        let v = encode_facts(&members);
+        assert_eq!(decode_facts(&v), Some(members));
         // Truncated or trailing bytes are corrupt, never a panic.
         for cut in 0..v.len() {
-            assert_eq!(decode_facts(1_000, &v[..cut]), None, "cut at {cut}");
+            assert_eq!(decode_facts(&v[..cut]), None, "cut at {cut}");
         }
         let mut long = v.clone();
         long.push(0);
-        assert_eq!(decode_facts(1_000, &long), None);
+        assert_eq!(decode_facts(&long), None);
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn emit_blocks(
             .collect();
         w.puts.push((
             keys::index_key(keys::IDX_SPAN, &[], &sfx),
-            block::encode_facts(min, &facts),
+            block::encode_facts(&facts),
         ));
         // Terms and catalog entries are built in one reused buffer and
         // copied only the first time they are seen.
@@ -125,7 +125,7 @@ fn emit_blocks(
             }
             for (k, v) in &e.attributes {
                 if v.len() <= MAX_INDEXED_VALUE && k.len() <= MAX_INDEXED_VALUE {
-                    keys::term_into(&mut key, keys::IDX_ATTRIBUTE, &[k, v]);
+                    keys::term_into(&mut key, keys::IDX_ATTRIBUTE, &[k, &keys::term_value(v)]);
                     add(&mut terms, &key, i);
                 }
                 keys::term_into(&mut key, keys::CATALOG_ATTR_KEY, &[k]);

@@ -38,30 +38,55 @@ pub const DEPENDENCY: u8 = 0x20;
 pub const SUMMARY: u8 = 0x30;
 
 /// Length of the block suffix every search index key ends with.
-pub const SUFFIX_LEN: usize = 16;
+pub const SUFFIX_LEN: usize = 8;
 
-/// `u64::MAX - first start (8) | block sequence (8)`: index keys sort
-/// newest block first, and one block has the same suffix in every index, so
-/// one index's candidate block is checked in another by a point lookup.
+/// `u32::MAX - first start in seconds (4) | block sequence, low 32 bits
+/// (4)`: index keys sort newest block first (to the second), and one block
+/// has the same suffix in every index, so one index's candidate block is
+/// checked in another by a point lookup. Blocks are unique within a second
+/// (their sequence numbers are consecutive); the exact first start is in
+/// the block's facts.
 pub fn suffix(min_start_us: u64, block: u64) -> [u8; SUFFIX_LEN] {
     let mut k = [0u8; SUFFIX_LEN];
-    k[..8].copy_from_slice(&(u64::MAX - min_start_us).to_be_bytes());
-    k[8..].copy_from_slice(&block.to_be_bytes());
+    k[..4].copy_from_slice(&suffix_from(min_start_us));
+    k[4..].copy_from_slice(&(block as u32).to_be_bytes());
     k
+}
+
+fn secs(us: u64) -> u32 {
+    u32::try_from(us / 1_000_000).unwrap_or(u32::MAX)
 }
 
 /// The suffix of `start_us` for seeking: every block whose first span
 /// started at or before `start_us` sorts at or after it.
-pub fn suffix_from(start_us: u64) -> [u8; 8] {
-    (u64::MAX - start_us).to_be_bytes()
+pub fn suffix_from(start_us: u64) -> [u8; 4] {
+    (u32::MAX - secs(start_us)).to_be_bytes()
 }
 
-/// Inverse of [`suffix`], from the end of an index key: the block's first
-/// start and its sequence number.
-pub fn decode_suffix(key: &[u8]) -> Option<(u64, u64)> {
+/// Inverse of [`suffix`], from the end of an index key: the second (in
+/// microseconds) in which the block's first span started, and the low bits
+/// of its sequence number.
+pub fn decode_suffix(key: &[u8]) -> Option<(u64, u32)> {
     let s = key.get(key.len().checked_sub(SUFFIX_LEN)?..)?;
-    let inv = u64::from_be_bytes(s[..8].try_into().ok()?);
-    Some((u64::MAX - inv, u64::from_be_bytes(s[8..].try_into().ok()?)))
+    let inv = u32::from_be_bytes(s[..4].try_into().ok()?);
+    Some((
+        u64::from(u32::MAX - inv) * 1_000_000,
+        u32::from_be_bytes(s[4..].try_into().ok()?),
+    ))
+}
+
+/// Attribute values longer than this are indexed by a hash.
+pub const HASHED_VALUE_LEN: usize = 24;
+
+/// How an attribute value appears in its index key: itself, or for long
+/// values (request IDs, URLs, user agents) a 64-bit hash, so that an index
+/// key costs at most a few dozen bytes whatever the value.
+pub fn term_value(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.len() > HASHED_VALUE_LEN {
+        format!("\u{1}{:016x}", xxhash_rust::xxh3::xxh3_64(v.as_bytes())).into()
+    } else {
+        v.into()
+    }
 }
 
 /// What the index keeps of a span, to check duration, kind and status
@@ -297,17 +322,27 @@ mod tests {
 
     #[test]
     fn index_suffixes_sort_newest_first_and_round_trip() {
-        let newer = index_key(IDX_SERVICE, &["api"], &suffix(2_000, 9));
-        let older = index_key(IDX_SERVICE, &["api"], &suffix(1_000, 1));
-        let same_start = index_key(IDX_SERVICE, &["api"], &suffix(1_000, 2));
-        let other = index_key(IDX_SERVICE, &["apis"], &suffix(3_000, 0));
-        assert!(newer < older && older < same_start && same_start < other);
-        assert_eq!(decode_suffix(&older), Some((1_000, 1)));
+        let newer = index_key(IDX_SERVICE, &["api"], &suffix(2_000_000, 9));
+        let older = index_key(IDX_SERVICE, &["api"], &suffix(1_500_000, 1));
+        let same_second = index_key(IDX_SERVICE, &["api"], &suffix(1_000_000, 2));
+        let other = index_key(IDX_SERVICE, &["apis"], &suffix(3_000_000, 0));
+        assert!(newer < older && older < same_second && same_second < other);
+        assert_eq!(decode_suffix(&older), Some((1_000_000, 1)));
         // Seeking from a time lands before every block that started then or
         // earlier.
         let mut seek = index_key(IDX_SERVICE, &["api"], &[]);
-        seek.extend_from_slice(&suffix_from(1_500));
+        seek.extend_from_slice(&suffix_from(1_999_999));
         assert!(newer < seek && seek < older);
+    }
+
+    #[test]
+    fn long_attribute_values_are_indexed_by_hash() {
+        assert_eq!(term_value("GET"), "GET");
+        let long = "Mozilla/5.0 (X11; Linux x86_64) phosphor";
+        let h = term_value(long);
+        assert_eq!(h.len(), 17);
+        assert_eq!(h, term_value(long));
+        assert_ne!(h, term_value(&long.replace("phosphor", "phosphorus")));
     }
 
     #[test]

@@ -52,7 +52,11 @@ impl SearchQuery {
     fn prefixes(&self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for (k, v) in &self.attributes {
-            out.push(keys::index_key(keys::IDX_ATTRIBUTE, &[k, v], &[]));
+            out.push(keys::index_key(
+                keys::IDX_ATTRIBUTE,
+                &[k, &keys::term_value(v)],
+                &[],
+            ));
         }
         match (&self.service, &self.operation) {
             (Some(s), Some(op)) => {
@@ -110,8 +114,10 @@ impl Store {
         let driver_is_facts = driver.as_slice() == [keys::IDX_SPAN];
         let db = self.db();
         // Blocks whose first span started this early may still hold a span
-        // that started in the range.
+        // that started in the range (keys hold the second of the first
+        // start).
         let first_start = q.start_us.saturating_sub(block::SPREAD_US);
+        let first_start = first_start - first_start % 1_000_000;
 
         // One iterator per partition over the driver's keys, from the end of
         // the range; a heap merges them newest block first.
@@ -146,7 +152,7 @@ impl Store {
             // limit is reached, none can hold a newer span than the
             // limit-th found.
             if found.len() >= q.limit
-                && block_start.saturating_add(block::SPREAD_US) < kth_newest(&found, q.limit)
+                && block_start.saturating_add(block::KEY_SLACK_US) < kth_newest(&found, q.limit)
             {
                 break;
             }
@@ -189,8 +195,7 @@ impl Store {
             let Some(v) = db.get_pinned_cf(cf, &key)? else {
                 continue;
             };
-            let facts =
-                block::decode_facts(block_start, &v).ok_or_else(|| corrupt(&sfx, "facts"))?;
+            let facts = block::decode_facts(&v).ok_or_else(|| corrupt(&sfx, "facts"))?;
             let mut consider = |m: &block::Member| {
                 if m.start_us < q.start_us || m.start_us > q.end_us || !q.facts_match(&m.facts) {
                     return;
@@ -320,7 +325,7 @@ impl Store {
                     let Some((block_start, _)) = keys::decode_suffix(k) else {
                         break;
                     };
-                    if block_start.saturating_add(block::SPREAD_US) < start_us {
+                    if block_start.saturating_add(block::KEY_SLACK_US) < start_us {
                         break;
                     }
                     let sfx: Sfx = k[prefix.len()..].try_into().expect("suffix length");
@@ -329,8 +334,9 @@ impl Store {
                     let mut fk = vec![keys::IDX_SPAN];
                     fk.extend_from_slice(&sfx);
                     let facts = match db.get_pinned_cf(cf, &fk)? {
-                        Some(fv) => block::decode_facts(block_start, &fv)
-                            .ok_or_else(|| corrupt(&sfx, "facts"))?,
+                        Some(fv) => {
+                            block::decode_facts(&fv).ok_or_else(|| corrupt(&sfx, "facts"))?
+                        }
                         None => Vec::new(),
                     };
                     for m in list.iter().filter_map(|&n| facts.get(n as usize)) {

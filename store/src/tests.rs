@@ -507,6 +507,40 @@ fn search_is_exact_at_block_boundaries() {
 }
 
 #[test]
+fn long_attribute_values_are_found_by_their_exact_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Arc::new(ManualClock::new(T0)));
+    let agent = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let mut a = timed(1, 1, None, "svc", T0, 10);
+    a.attributes = vec![KeyValue::string("http.user_agent", agent)];
+    let mut b = timed(2, 1, None, "svc", T0 + 10, 10);
+    b.attributes = vec![KeyValue::string(
+        "http.user_agent",
+        agent.replace("128", "129"),
+    )];
+    store
+        .write(&[Fragment::Span(a), Fragment::Span(b)])
+        .unwrap();
+    let by = |v: &str| SearchQuery {
+        attributes: vec![("http.user_agent".into(), v.into())],
+        ..query(T0, T0 + 1_000_000)
+    };
+    assert_eq!(ids(&store.search(&by(agent)).unwrap()), vec![1]);
+    assert_eq!(
+        ids(&store.search(&by(&agent[..30])).unwrap()),
+        Vec::<u8>::new()
+    );
+    // The catalog keeps values short enough to suggest, never a hash.
+    assert!(
+        store
+            .attribute_values("http.user_agent", 10)
+            .unwrap()
+            .iter()
+            .all(|v| !v.starts_with('\u{1}'))
+    );
+}
+
+#[test]
 fn a_corrupt_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     {
