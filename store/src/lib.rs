@@ -157,6 +157,19 @@ pub struct Dependency {
     pub errors: u64,
 }
 
+/// What one write puts in the store, see [`Store::encode`].
+#[derive(Debug, Default)]
+pub struct EncodedWrite {
+    /// Span records (`trace | seq`), in key order.
+    pub records: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Index puts (block facts and terms), in key order.
+    pub index_puts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Merge operands (summaries, dependency counts), in key order.
+    pub index_merges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Catalog entries, written where not yet on disk.
+    pub catalog: Vec<Vec<u8>>,
+}
+
 /// The RocksDB trace store.
 pub struct Store {
     db: Db,
@@ -427,50 +440,17 @@ impl Store {
             return Ok(());
         }
         let p = self.current_partition()?;
-        let mut by_trace: HashMap<TraceId, Vec<&Fragment>> = HashMap::new();
-        for f in fragments {
-            by_trace.entry(f.trace_id()).or_default().push(f);
-        }
-        let seq0 = self.seq.fetch_add(by_trace.len() as u64, Ordering::Relaxed);
+        let encoded = self.encode(fragments)?;
         let spans = self.cf(&cf::spans(p))?;
         let index_cf = self.cf(&cf::index(p))?;
         let mut batch = WriteBatch::default();
-        // Keys go into the batch in order: the memtable's skip list then
-        // finds each insert's place from the previous one's.
-        let mut records: Vec<(TraceId, &Vec<&Fragment>)> =
-            by_trace.iter().map(|(t, f)| (*t, f)).collect();
-        records.sort_unstable_by_key(|(t, _)| *t);
-        let mut buf = Vec::new();
-        for (i, (trace, frags)) in records.into_iter().enumerate() {
-            buf.clear();
-            buf.push(RECORD_V1);
-            buf = postcard::to_extend(frags, buf).map_err(|e| Error::Corrupt {
-                key: trace.to_hex(),
-                reason: e.to_string(),
-            })?;
-            batch.put_cf(&spans, keys::fragment_key(trace, seq0 + i as u64), &buf);
+        for (k, v) in &encoded.records {
+            batch.put_cf(&spans, k, v);
         }
-
-        let mut read_error = None;
-        let mut writes = index::index_batch(
-            fragments,
-            &mut |trace| {
-                self.trace(trace).unwrap_or_else(|e| {
-                    read_error = Some(e);
-                    Vec::new()
-                })
-            },
-            &mut || self.seq.fetch_add(1, Ordering::Relaxed),
-        );
-        if let Some(e) = read_error {
-            return Err(e);
-        }
-        writes.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        writes.merges.sort_by(|a, b| a.0.cmp(&b.0));
-        for (k, v) in &writes.puts {
+        for (k, v) in &encoded.index_puts {
             batch.put_cf(&index_cf, k, v);
         }
-        for (k, v) in &writes.merges {
+        for (k, v) in &encoded.index_merges {
             batch.merge_cf(&index_cf, k, v);
         }
         // Catalog entries not yet known are taken into the cache now (so a
@@ -479,7 +459,7 @@ impl Store {
         let new_catalog: Vec<Vec<u8>> = {
             let mut cat = self.catalog.lock().expect("catalog lock");
             let known = cat.entry(p).or_default();
-            writes
+            encoded
                 .catalog
                 .into_iter()
                 .filter(|k| known.insert(k.clone()))
@@ -499,6 +479,55 @@ impl Store {
             }
         }
         Ok(result?)
+    }
+
+    /// The keys and values a write of `fragments` puts in the store: one
+    /// record per trace, and the index, catalog, summary and dependency
+    /// entries. Public for the reference benchmark, which writes the same
+    /// bytes with a plain RocksDB loop.
+    pub fn encode(&self, fragments: &[Fragment]) -> Result<EncodedWrite> {
+        let mut by_trace: HashMap<TraceId, Vec<&Fragment>> = HashMap::new();
+        for f in fragments {
+            by_trace.entry(f.trace_id()).or_default().push(f);
+        }
+        let seq0 = self.seq.fetch_add(by_trace.len() as u64, Ordering::Relaxed);
+        // Keys go into the batch in order: the memtable's skip list then
+        // finds each insert's place from the previous one's.
+        let mut traces: Vec<(TraceId, &Vec<&Fragment>)> =
+            by_trace.iter().map(|(t, f)| (*t, f)).collect();
+        traces.sort_unstable_by_key(|(t, _)| *t);
+        let mut records = Vec::with_capacity(traces.len());
+        for (i, (trace, frags)) in traces.into_iter().enumerate() {
+            let mut buf = vec![RECORD_V1];
+            buf = postcard::to_extend(frags, buf).map_err(|e| Error::Corrupt {
+                key: trace.to_hex(),
+                reason: e.to_string(),
+            })?;
+            records.push((keys::fragment_key(trace, seq0 + i as u64).to_vec(), buf));
+        }
+
+        let mut read_error = None;
+        let mut writes = index::index_batch(
+            fragments,
+            &mut |trace| {
+                self.trace(trace).unwrap_or_else(|e| {
+                    read_error = Some(e);
+                    Vec::new()
+                })
+            },
+            &mut || self.seq.fetch_add(1, Ordering::Relaxed),
+        );
+        if let Some(e) = read_error {
+            return Err(e);
+        }
+        writes.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        writes.merges.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(EncodedWrite {
+            records,
+            index_puts: writes.puts,
+            index_merges: writes.merges,
+            catalog: writes.catalog,
+        })
     }
 
     fn read_prefix(&self, cf_name: &str, trace: TraceId, out: &mut Vec<Fragment>) -> Result<()> {
