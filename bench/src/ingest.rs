@@ -444,8 +444,8 @@ pub async fn run(cfg: Config) -> Result<IngestReport> {
         }
     };
 
-    let (after, drained) = match before {
-        Some(_) => match wait_drained(&http, cfg.http, cfg.protocol).await {
+    let (after, drained) = match &before {
+        Some(b) => match wait_drained(&http, cfg.http, cfg.protocol, b).await {
             Some((s, d)) => (Some(s), d),
             None => (None, false),
         },
@@ -540,26 +540,33 @@ fn server_counts(
     }
 }
 
-/// Waits until the server's queue is empty and its counters for
-/// `protocol` stop moving; returns the last scrape and whether it settled.
+/// Waits until the server has written what it accepted for `protocol`
+/// since `before` (or its queue is empty) and its counters stop moving;
+/// returns the last scrape and whether it settled.
 async fn wait_drained(
     http: &reqwest::Client,
     addr: SocketAddr,
     protocol: Protocol,
+    before: &Samples,
 ) -> Option<(Samples, bool)> {
     let deadline = Instant::now() + DRAIN_SERVER;
     let label = protocol.metric_label();
+    let written = "phosphor_collector_written_spans";
     let mut last: Option<(u64, u64, u64)> = None;
     let mut steady = 0;
     loop {
         let s = scrape::metrics(http, addr).await.ok()?;
         let now = (
             s.collector("received_spans", label),
-            s.total("phosphor_collector_written_spans"),
+            s.total(written),
             s.total("phosphor_collector_udp_datagrams"),
         );
-        let queue = s.get("phosphor_collector_queue_spans");
-        if queue <= 0.0 && last == Some(now) {
+        let accepted = s
+            .collector("accepted_spans", label)
+            .saturating_sub(before.collector("accepted_spans", label));
+        let empty = s.get("phosphor_collector_queue_spans") <= 0.0
+            || s.total(written).saturating_sub(before.total(written)) >= accepted;
+        if empty && last == Some(now) {
             steady += 1;
         } else {
             steady = 0;

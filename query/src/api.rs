@@ -810,4 +810,47 @@ mod tests {
         let (status, _) = get(&q, &format!("/api/v1/traces/{id}?raw=maybe")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
+
+    #[tokio::test]
+    async fn compaction_on_request_reports_sizes_and_runs_one_at_a_time() {
+        let (_dir, q) = store_with_trace();
+        let (status, body) = call(&q, "POST", "/api/v1/admin/compact").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // The written trace was in the memtable: after the flush and the
+        // compaction it is in SST files.
+        assert!(body["after"]["sstBytes"].as_u64().unwrap() > 0, "{body}");
+        assert!(body["after"]["diskBytes"].as_u64().unwrap() > 0, "{body}");
+        let cfs = body["after"]["columnFamilies"].as_array().unwrap();
+        let sum: u64 = cfs.iter().map(|c| c["bytes"].as_u64().unwrap()).sum();
+        assert_eq!(sum, body["after"]["sstBytes"].as_u64().unwrap());
+        assert!(cfs.iter().any(|c| c["name"] == "meta"), "{body}");
+        // And the data is still there.
+        let (status, _) = get(&q, "/api/v1/traces/legacy-trace-%3C1%3E").await;
+        assert_eq!(status, StatusCode::OK);
+
+        // While one runs, another is refused.
+        q.compacting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (status, body) = call(&q, "POST", "/api/v1/admin/compact").await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("already running")
+        );
+        q.compacting
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        // It is a POST: a GET is not a compaction.
+        let resp = router(q.clone())
+            .oneshot(
+                Request::builder()
+                    .uri("/api/v1/admin/compact")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
 }
