@@ -343,3 +343,65 @@ fn bad_arguments_and_an_absent_server_are_clear_errors() {
         assert!(help.contains(sub), "{sub} missing:\n{help}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_udp_sink_counts_what_the_tool_sends() {
+    // The reference receive loop: no server, only `phosphor bench sink` on
+    // a free port, and the tool's batched UDP aimed at it.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let sink = tokio::process::Command::new(env!("CARGO_BIN_EXE_phosphor"))
+        .args([
+            "bench",
+            "sink",
+            "--udp-addr",
+            &addr,
+            "--idle",
+            "1s",
+            "--limit",
+            "60s",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the sink");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_phosphor"))
+        .args([
+            "bench",
+            "ingest",
+            "--protocol",
+            "udp-batch",
+            "--udp-addr",
+            &addr,
+        ])
+        .args([
+            "--rate", "1000", "--spans", "1000", "--batch", "40", "--json",
+        ])
+        // No server behind: its metrics are simply absent.
+        .args(["--http-addr", "127.0.0.1:9"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = sink.wait_with_output().await.unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let read: Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(n(&sent["sent"]), 1_000, "{sent}");
+    assert_eq!(n(&read["datagrams"]), n(&sent["requests"]), "{read} {sent}");
+    assert!(n(&read["bytes"]) > n(&read["datagrams"]) * 100, "{read}");
+}

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod query;
 pub mod scrape;
 pub mod shape;
+pub mod sink;
 pub mod size;
 pub mod stats;
 pub mod transport;
@@ -71,6 +72,27 @@ pub enum BenchCommand {
     /// Compact the store and report bytes on disk per stored span, and the
     /// server's peak memory.
     Size(SizeArgs),
+    /// The UDP reference: count what a minimal receive loop reads (send to
+    /// it with `ingest --protocol udp-batch --udp-addr`).
+    Sink(SinkArgs),
+}
+
+/// Options of `phosphor bench sink`.
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:7761")]
+    pub udp_addr: SocketAddr,
+    /// Stop once no datagram came for this long (after the first).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub idle: std::time::Duration,
+    /// Stop after this long in any case.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub limit: std::time::Duration,
+    /// Print the report as JSON on stdout (the text report then goes to
+    /// stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How spans reach the server.
@@ -438,6 +460,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Query(a) => {
             let out = Output { json: a.json };
             let report = query::run(&a).await?;
+            out.text(&report.text());
+            out.json(&report);
+        }
+        BenchCommand::Sink(a) => {
+            let out = Output { json: a.json };
+            let report =
+                tokio::task::spawn_blocking(move || sink::run(a.udp_addr, a.idle, a.limit))
+                    .await
+                    .map_err(|e| Error::Args(e.to_string()))??;
             out.text(&report.text());
             out.json(&report);
         }
