@@ -19,6 +19,7 @@ pub const RECV_BUFFER: usize = 16 << 20;
 
 /// What the sink read.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SinkReport {
     pub addr: SocketAddr,
     /// From the first datagram to the last.

@@ -2,9 +2,10 @@
 //! batches into RocksDB write batches.
 //!
 //! Batches of spans go to the writers in turn (RocksDB takes their write
-//! batches concurrently). Batches holding phosphor annotations all go to
-//! the first writer: indexing a span side may read the trace's earlier
-//! fragments, so annotation writes of one trace must not race each other.
+//! batches concurrently). Phosphor annotations are split by trace, each
+//! trace's always to the same writer: indexing a span side may read the
+//! trace's earlier fragments, so annotation writes of one trace must not
+//! race each other.
 //!
 //! Receivers call [`Ingest::submit`]; it never blocks. The queue is bounded
 //! in spans: a batch that does not fit is refused at once, and the receiver
@@ -235,15 +236,37 @@ impl Ingest {
         // writer's own update, made after it wrote the batch, comes later:
         // once the queue drains the gauge reads 0.
         self.gauge.publish(&self.queued, &self.metrics);
-        let writer = if fragments
+        let has_annotations = fragments
             .iter()
-            .any(|f| matches!(f, Fragment::Annotation(_)))
-        {
-            0
+            .any(|f| matches!(f, Fragment::Annotation(_)));
+        let sent = if has_annotations && ack.is_none() && self.tx.len() > 1 {
+            // Each trace's annotations always go to the same writer.
+            let mut shards: Vec<Vec<Fragment>> = vec![Vec::new(); self.tx.len()];
+            for f in fragments {
+                let shard = f.trace_id().0[15] as usize % shards.len();
+                shards[shard].push(f);
+            }
+            shards
+                .into_iter()
+                .enumerate()
+                .filter(|(_, f)| !f.is_empty())
+                .all(|(i, fragments)| {
+                    self.tx[i]
+                        .send(Job::Batch {
+                            fragments,
+                            ack: None,
+                        })
+                        .is_ok()
+                })
         } else {
-            self.turn.fetch_add(1, Ordering::Relaxed) % self.tx.len()
+            let writer = if has_annotations {
+                0
+            } else {
+                self.turn.fetch_add(1, Ordering::Relaxed) % self.tx.len()
+            };
+            self.tx[writer].send(Job::Batch { fragments, ack }).is_ok()
         };
-        if self.tx[writer].send(Job::Batch { fragments, ack }).is_err() {
+        if !sent {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             self.gauge.publish(&self.queued, &self.metrics);
             return Err(Refusal::ShuttingDown);
@@ -390,6 +413,55 @@ mod tests {
         assert_eq!(metrics.written.get(), 400);
         ingest.close();
         writer.join();
+    }
+
+    #[test]
+    fn annotations_are_split_across_writers_by_trace_and_all_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let metrics = Metrics::default();
+        let config = PipelineConfig {
+            writers: 3,
+            ..PipelineConfig::default()
+        };
+        let (ingest, writer) = start(store.clone(), config, metrics.clone());
+        // Both ends of every side, in separate batches, for 50 traces.
+        for kind in [AnnotationType::ClientSend, AnnotationType::ClientRecv] {
+            let batch: Vec<Fragment> = (1..=50u8)
+                .map(|t| {
+                    let Fragment::Annotation(mut a) = frag(t) else {
+                        unreachable!()
+                    };
+                    a.kind = kind;
+                    a.timestamp_us = if kind == AnnotationType::ClientSend {
+                        1_000
+                    } else {
+                        1_500
+                    };
+                    Fragment::Annotation(a)
+                })
+                .collect();
+            ingest.submit(Protocol::PhosphorUdp, batch).unwrap();
+        }
+        ingest.close();
+        writer.join();
+        assert_eq!(metrics.written.get(), 100);
+        assert_eq!(metrics.queue_spans.get(), 0);
+        for t in 1..=50u8 {
+            assert_eq!(store.trace(TraceId([t; 16])).unwrap().len(), 2, "trace {t}");
+        }
+        // Each side was indexed with both ends: its duration is known.
+        let hits = store
+            .search(&phosphor_store::SearchQuery {
+                min_duration_us: Some(500),
+                max_duration_us: Some(500),
+                start_us: 0,
+                end_us: 10_000,
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hits.len(), 50);
     }
 
     #[test]

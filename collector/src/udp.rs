@@ -64,41 +64,42 @@ pub fn start(socket: UdpSocket, ingest: Ingest, limits: Limits) -> std::io::Resu
     Ok(UdpReceiver { stop, handle })
 }
 
+/// Datagrams read together, waiting to be decoded.
+struct Packet {
+    data: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+/// Read batches waiting for the decoder; when it falls behind, the reader
+/// waits and the kernel's receive buffer takes the burst.
+const DECODE_QUEUE: usize = 256;
+
+/// Reads datagrams and hands them to a decoder thread, so that reading
+/// never waits for decoding.
 fn run(socket: &UdpSocket, ingest: &Ingest, limits: &Limits, stop: &AtomicBool) {
     let metrics: &Metrics = ingest.metrics();
-    let label = Metrics::label(Protocol::PhosphorUdp);
-    let received = metrics.received.get_or_create(&label).clone();
-    let malformed = metrics.malformed.get_or_create(&label).clone();
-    let rejected = metrics.rejected.get_or_create(&label).clone();
-    let mut reader = Reader::new();
-    let mut pending = Vec::with_capacity(BATCH_FRAGMENTS);
-    let mut oldest = Instant::now();
-    let flush = |pending: &mut Vec<_>| {
-        if !pending.is_empty() {
-            // A refusal is counted as dropped by `submit`.
-            let _ = ingest.submit(Protocol::PhosphorUdp, std::mem::take(pending));
-        }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Packet>(DECODE_QUEUE);
+    let decoder = {
+        let (ingest, limits) = (ingest.clone(), limits.clone());
+        std::thread::Builder::new()
+            .name("phosphor-udp-decode".into())
+            .spawn(move || decode_loop(&rx, &ingest, &limits))
+            .expect("spawn udp decoder")
     };
-    loop {
-        let stopping = stop.load(Ordering::Acquire);
+    let mut reader = Reader::new();
+    while !stop.load(Ordering::Acquire) {
         match reader.read(socket) {
             Ok(n) => {
                 metrics.udp_datagrams.inc_by(n as u64);
-                for datagram in reader.datagrams(n) {
-                    match decode::datagram(datagram, limits) {
-                        Ok(r) => {
-                            received.inc_by(r.fragments.len() as u64 + r.bad_annotations);
-                            rejected.inc_by(r.bad_annotations);
-                            if pending.is_empty() {
-                                oldest = Instant::now();
-                            }
-                            pending.extend(r.fragments);
-                        }
-                        Err(e) => {
-                            malformed.inc();
-                            tracing::debug!(error = %e, bytes = datagram.len(), "malformed datagram dropped");
-                        }
-                    }
+                let mut packet = Packet {
+                    data: Vec::with_capacity(reader.lens[..n].iter().sum()),
+                    lens: reader.lens[..n].to_vec(),
+                };
+                for d in reader.datagrams(n) {
+                    packet.data.extend_from_slice(d);
+                }
+                if tx.send(packet).is_err() {
+                    break;
                 }
             }
             Err(e)
@@ -111,12 +112,58 @@ fn run(socket: &UdpSocket, ingest: &Ingest, limits: &Limits, stop: &AtomicBool) 
                 std::thread::sleep(BATCH_DELAY);
             }
         }
+    }
+    drop(tx);
+    let _ = decoder.join();
+}
+
+/// Decodes read datagrams into batches for the ingest queue; hands what it
+/// gathered over once the reader stops.
+fn decode_loop(rx: &std::sync::mpsc::Receiver<Packet>, ingest: &Ingest, limits: &Limits) {
+    let metrics: &Metrics = ingest.metrics();
+    let label = Metrics::label(Protocol::PhosphorUdp);
+    let received = metrics.received.get_or_create(&label).clone();
+    let malformed = metrics.malformed.get_or_create(&label).clone();
+    let rejected = metrics.rejected.get_or_create(&label).clone();
+    let mut pending = Vec::with_capacity(BATCH_FRAGMENTS);
+    let mut oldest = Instant::now();
+    let flush = |pending: &mut Vec<_>| {
+        if !pending.is_empty() {
+            // A refusal is counted as dropped by `submit`.
+            let _ = ingest.submit(Protocol::PhosphorUdp, std::mem::take(pending));
+        }
+    };
+    loop {
+        match rx.recv_timeout(BATCH_DELAY) {
+            Ok(packet) => {
+                let mut at = 0;
+                for &len in &packet.lens {
+                    let datagram = &packet.data[at..at + len];
+                    at += len;
+                    match decode::datagram(datagram, limits) {
+                        Ok(r) => {
+                            received.inc_by(r.fragments.len() as u64 + r.bad_annotations);
+                            rejected.inc_by(r.bad_annotations);
+                            if pending.is_empty() {
+                                oldest = Instant::now();
+                            }
+                            pending.extend(r.fragments);
+                        }
+                        Err(e) => {
+                            malformed.inc();
+                            tracing::debug!(error = %e, bytes = len, "malformed datagram dropped");
+                        }
+                    }
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                flush(&mut pending);
+                return;
+            }
+        }
         if pending.len() >= BATCH_FRAGMENTS || oldest.elapsed() >= BATCH_DELAY {
             flush(&mut pending);
-        }
-        if stopping {
-            flush(&mut pending);
-            return;
         }
     }
 }
