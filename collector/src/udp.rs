@@ -72,7 +72,7 @@ struct Packet {
 
 /// Read batches waiting for the decoder; when it falls behind, the reader
 /// waits and the kernel's receive buffer takes the burst.
-const DECODE_QUEUE: usize = 256;
+const DECODE_QUEUE: usize = 64;
 
 /// Reads datagrams and hands them to a decoder thread, so that reading
 /// never waits for decoding.
