@@ -30,7 +30,7 @@ const BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait for requests still in flight when sending stops.
 const DRAIN_REQUESTS: Duration = Duration::from_secs(60);
 /// Longest wait for the server's queue to drain.
-const DRAIN_SERVER: Duration = Duration::from_secs(30);
+const DRAIN_SERVER: Duration = Duration::from_secs(120);
 
 /// A run's settings.
 #[derive(Debug, Clone)]
@@ -100,6 +100,8 @@ struct Counters {
     errors: AtomicU64,
     error_requests: AtomicU64,
     in_flight: AtomicI64,
+    /// Sending has stopped; what is left is waiting for the server.
+    sending_done: std::sync::atomic::AtomicBool,
     latencies: Mutex<Vec<u64>>,
     first_error: Mutex<Option<String>>,
 }
@@ -196,6 +198,9 @@ pub struct IngestReport {
     pub seconds: f64,
     /// How long the last answers took to arrive after sending stopped.
     pub drain_seconds: f64,
+    /// How long the server then took to write what it had queued (and its
+    /// counters to settle).
+    pub server_drain_seconds: f64,
     pub sent: u64,
     /// Requests, or datagrams for UDP.
     pub requests: u64,
@@ -219,6 +224,11 @@ pub struct IngestReport {
 }
 
 impl IngestReport {
+    /// From the first payload sent to the server's counters settling.
+    fn wall_seconds(&self) -> f64 {
+        (self.seconds + self.drain_seconds + self.server_drain_seconds).max(0.001)
+    }
+
     /// The report as text.
     pub fn text(&self) -> String {
         use std::fmt::Write;
@@ -265,6 +275,14 @@ impl IngestReport {
             count(self.requests),
             rate(self.sent_per_second)
         );
+        if let Some(r) = self.rate
+            && self.sent_per_second < 0.95 * r
+        {
+            let _ = writeln!(
+                o,
+                "  note          below the asked rate: the server (acknowledgements) or this tool (generating) could not keep up"
+            );
+        }
         if let (Some(acked), Some(per_s)) = (self.acked, self.acked_per_second) {
             let _ = writeln!(
                 o,
@@ -311,9 +329,12 @@ impl IngestReport {
                     o,
                     "  server        {}",
                     if s.drained {
-                        "counted over the run, after its queue drained:"
+                        format!(
+                            "counted over the run, after its queue drained ({:.1}s after the last answer):",
+                            self.server_drain_seconds
+                        )
                     } else {
-                        "counted over the run (its queue had NOT drained when read):"
+                        "counted over the run (its queue had NOT drained when read):".to_string()
                     }
                 );
                 if let Some(d) = s.datagrams {
@@ -351,7 +372,7 @@ impl IngestReport {
                 if let Some(c) = s.cpu_seconds {
                     mem.push(format!(
                         "CPU {c:.1}s ({:.2} cores)",
-                        c / (self.seconds + self.drain_seconds).max(0.001)
+                        c / self.wall_seconds()
                     ));
                 }
                 if !mem.is_empty() {
@@ -363,7 +384,7 @@ impl IngestReport {
             let _ = writeln!(
                 o,
                 "  this tool     CPU {c:.1}s ({:.2} cores), generating and sending",
-                c / (self.seconds + self.drain_seconds).max(0.001)
+                c / self.wall_seconds()
             );
         }
         o
@@ -444,6 +465,8 @@ pub async fn run(cfg: Config) -> Result<IngestReport> {
         }
     };
 
+    counters.sending_done.store(true, Ordering::Relaxed);
+    let server_drain = Instant::now();
     let (after, drained) = match &before {
         Some(b) => match wait_drained(&http, cfg.http, cfg.protocol, b).await {
             Some((s, d)) => (Some(s), d),
@@ -486,6 +509,7 @@ pub async fn run(cfg: Config) -> Result<IngestReport> {
         unit: cfg.protocol.unit(),
         seconds: window.as_secs_f64(),
         drain_seconds: drain.as_secs_f64(),
+        server_drain_seconds: server_drain.elapsed().as_secs_f64(),
         sent: get(&c.sent),
         requests: get(&c.requests),
         acked: (!udp).then(|| get(&c.acked)),
@@ -699,14 +723,16 @@ fn send_datagrams(
     Ok((start.elapsed(), Duration::ZERO))
 }
 
-/// Prints a line a second: rates over the last second, totals, in flight.
+/// Prints a line a second: rates over the last second, totals, in flight;
+/// once sending has stopped, the server's queue and write rate while it
+/// drains.
 async fn progress_loop(cfg: Config, c: Arc<Counters>, http: reqwest::Client, start: Instant) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     let label = cfg.protocol.metric_label();
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut last = (get(&c.sent), get(&c.acked), get(&c.requests));
-    let mut server_last: Option<u64> = None;
+    let mut server_last: Option<(u64, u64)> = None;
     let mut last_t = Instant::now();
     loop {
         tick.tick().await;
@@ -714,30 +740,48 @@ async fn progress_loop(cfg: Config, c: Arc<Counters>, http: reqwest::Client, sta
         last_t = Instant::now();
         let now = (get(&c.sent), get(&c.acked), get(&c.requests));
         let unit = cfg.protocol.unit();
-        let line = if cfg.protocol.is_udp() {
-            let server = scrape::metrics(&http, cfg.http)
-                .await
-                .ok()
-                .map(|s| s.collector("received_spans", label));
-            let received = match (server, server_last) {
-                (Some(n), Some(l)) => format!(
-                    "; server received {}/s",
-                    rate(n.saturating_sub(l) as f64 / dt)
+        let done = c.sending_done.load(Ordering::Relaxed);
+        // The server's side: needed for UDP (no acknowledgements) and while
+        // waiting for its queue.
+        let server = if cfg.protocol.is_udp() || done {
+            scrape::metrics(&http, cfg.http).await.ok().map(|s| {
+                (
+                    s.collector("received_spans", label),
+                    s.total("phosphor_collector_written_spans"),
+                    s.get("phosphor_collector_queue_spans").max(0.0) as u64,
+                )
+            })
+        } else {
+            None
+        };
+        let per_s = |n: u64, l: u64| rate(n.saturating_sub(l) as f64 / dt);
+        let line = if done {
+            match (server, server_last) {
+                (Some((_, w, q)), Some((_, lw))) => format!(
+                    "sending done; waiting for the server: {} queued, storing {}/s",
+                    count(q),
+                    per_s(w, lw)
                 ),
+                _ => "sending done; waiting for the server".to_string(),
+            }
+        } else if cfg.protocol.is_udp() {
+            let received = match (server, server_last) {
+                (Some((r, _, _)), Some((lr, _))) => {
+                    format!("; server received {}/s", per_s(r, lr))
+                }
                 _ => String::new(),
             };
-            server_last = server.or(server_last);
             format!(
                 "sent {} {unit}/s in {} datagrams/s{received}; errors {}",
-                rate((now.0 - last.0) as f64 / dt),
-                rate((now.2 - last.2) as f64 / dt),
+                per_s(now.0, last.0),
+                per_s(now.2, last.2),
                 count(get(&c.errors)),
             )
         } else {
             format!(
                 "sent {} {unit}/s, acked {}/s; refused {}, errors {}, in flight {}",
-                rate((now.0 - last.0) as f64 / dt),
-                rate((now.1 - last.1) as f64 / dt),
+                per_s(now.0, last.0),
+                per_s(now.1, last.1),
                 count(get(&c.refused)),
                 count(get(&c.errors)),
                 c.in_flight.load(Ordering::Relaxed),
@@ -748,6 +792,9 @@ async fn progress_loop(cfg: Config, c: Arc<Counters>, http: reqwest::Client, sta
             cfg.label,
             start.elapsed().as_secs_f64()
         );
+        if let Some((r, w, _)) = server {
+            server_last = Some((r, w));
+        }
         last = now;
     }
 }
