@@ -61,8 +61,9 @@ try {
   await page.mouse.up();
   const zoomState = await page.evaluate(() => {
     const w = document.querySelector(".waterfall");
-    const bar = document.querySelector(".waterfall .row .bar");
-    return { zoom: w.dataset.zoom, k: Number(getComputedStyle(w).getPropertyValue("--k")), rootWidth: bar.getBoundingClientRect().width, track: bar.parentElement.getBoundingClientRect().width };
+    const track = document.querySelector(".waterfall .row .wf-track");
+    // The bar is the track's ::before.
+    return { zoom: w.dataset.zoom, k: Number(getComputedStyle(w).getPropertyValue("--k")), rootWidth: parseFloat(getComputedStyle(track, "::before").width), track: track.getBoundingClientRect().width };
   });
   check(zoomState.zoom && Math.abs(zoomState.k - 4) < 0.2, `dragging the minimap zooms the waterfall (${zoomState.zoom})`);
   check(zoomState.rootWidth > zoomState.track * 2, "a zoomed bar is wider than its track");
@@ -139,8 +140,8 @@ try {
   // 9. A large trace: plain rows, details fetched when a row is clicked.
   if (bigTrace) {
     await page.goto(`${base}/traces/${bigTrace}`);
-    check((await page.$$(".waterfall .row > .line")).length === 1200, "a 1,200-span trace renders every row");
-    await page.click(".waterfall .row:nth-of-type(3) > .line .op");
+    check((await page.$$(".waterfall div.row")).length === 1200, "a 1,200-span trace renders every row");
+    await page.click(".waterfall .rows > div.row:nth-of-type(3) .op");
     await page.waitForSelector(".waterfall .row .detail", { timeout: 10000 });
     check(/Span ID/.test(await page.textContent(".waterfall .row .detail")), "clicking a row of a large trace loads its details");
     await page.screenshot({ path: `${shots}/large-trace.png`, fullPage: false });
