@@ -1,8 +1,9 @@
 //! The UI in a real headless browser (Debian's Chromium, driven by
 //! playwright-core from npm, both installed by `scripts/test.sh`): the
 //! incident path of `tests/browser/incident.mjs` against a server playing
-//! the demo system. Screenshots of each page are written to the directory
-//! this test prints.
+//! the demo system (with contrast and focus checks in light and dark), and
+//! a trace over the row budget (`tests/browser/large-trace.mjs`).
+//! Screenshots of each page are written to the directory these tests print.
 
 mod common;
 
@@ -117,6 +118,9 @@ async fn the_incident_path_in_headless_chromium() {
     );
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let checks = summary["checks"].as_array().unwrap();
+    for c in checks {
+        eprintln!("checked: {}", c.as_str().unwrap_or_default());
+    }
     assert!(checks.len() >= 28, "{summary}");
     for name in [
         "search",
@@ -126,6 +130,138 @@ async fn the_incident_path_in_headless_chromium() {
         "live",
         "services",
         "dependencies",
+    ] {
+        let f = shots.join(format!("{name}.png"));
+        assert!(
+            std::fs::metadata(&f)
+                .map(|m| m.len() > 1_000)
+                .unwrap_or(false),
+            "{} missing",
+            f.display()
+        );
+    }
+    s.stop();
+}
+
+/// The shape `large-trace.mjs` expects: a root, ten shards, a thousand
+/// items under each (10,011 spans), two items failed.
+fn sharded_trace(trace_id: &str) -> serde_json::Value {
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 30_000_000_000;
+    let span = |id: u64, parent: Option<u64>, name: String, start: u64, end: u64| {
+        let mut s = serde_json::json!({"traceId": trace_id, "spanId": format!("{id:016x}"),
+            "name": name, "kind": 1,
+            "startTimeUnixNano": (base + start).to_string(),
+            "endTimeUnixNano": (base + end).to_string()});
+        if let Some(p) = parent {
+            s["parentSpanId"] = serde_json::json!(format!("{p:016x}"));
+        }
+        s
+    };
+    let (mut shop, mut workers, mut store) = (Vec::new(), Vec::new(), Vec::new());
+    shop.push(span(1, None, "checkout".into(), 0, 100_000_000));
+    for k in 0..10u64 {
+        // Shards start together and end one after another: the last one
+        // alone is on the critical path.
+        workers.push(span(
+            2 + k,
+            Some(1),
+            format!("shard-{k}"),
+            k * 1_000,
+            (k + 1) * 9_000_000,
+        ));
+        for j in 0..1_000u64 {
+            let start = 100_000 + j * 10;
+            let mut s = span(
+                12 + k * 1_000 + j,
+                Some(2 + k),
+                format!("item-{k}-{j}"),
+                start,
+                start + 1_000_000 + j * 5_000,
+            );
+            s["attributes"] = serde_json::json!([{"key": "order.id",
+                "value": {"stringValue": format!("order-{k}-{j}")}}]);
+            if (k, j) == (3, 500) || (k, j) == (6, 7) {
+                s["status"] = serde_json::json!({"code": 2, "message": "out of stock"});
+            }
+            store.push(s);
+        }
+    }
+    let resource = |service: &str, spans: Vec<serde_json::Value>| {
+        serde_json::json!({"resource": {"attributes": [{"key": "service.name",
+            "value": {"stringValue": service}}]}, "scopeSpans": [{"spans": spans}]})
+    };
+    serde_json::json!({"resourceSpans": [resource("shop", shop), resource("worker", workers),
+        resource("store", store)]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_over_the_row_budget_in_headless_chromium() {
+    let Some(dir) = browser_tooling() else {
+        eprintln!("skipped on purpose: PHOSPHOR_SKIP_BROWSER is set");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let s = Server::start(&data.path().join("data"), &[]);
+    let trace_id = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", s.otlp_http))
+        .header("content-type", "application/json")
+        .body(sharded_trace(trace_id).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Ingest is asynchronous: wait until the whole trace is stored.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, hits) = s.get_json("/api/v1/search?service=shop&lookback=1h").await;
+        if hits["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["traceId"] == trace_id && h["spanCount"] == 10_011)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the trace was not stored in 60s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    eprintln!("screenshots: {}", shots.display());
+    let out = tokio::process::Command::new("node")
+        .current_dir(&dir)
+        .arg("large-trace.mjs")
+        .arg(s.url(""))
+        .arg(&shots)
+        .arg(trace_id)
+        .arg(format!("{:016x}", 12 + 5 * 1_000 + 777))
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser walk failed:\n{stdout}\n{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let checks = summary["checks"].as_array().unwrap();
+    for c in checks {
+        eprintln!("checked: {}", c.as_str().unwrap_or_default());
+    }
+    assert!(checks.len() >= 30, "{summary}");
+    for name in [
+        "large-budget",
+        "large-expanded",
+        "large-find",
+        "large-light",
+        "large-dark",
     ] {
         let f = shots.join(format!("{name}.png"));
         assert!(

@@ -170,6 +170,8 @@ struct Dot {
     y: String,
     r: String,
     error: bool,
+    /// Failed traces are diamonds (not only red): the path.
+    diamond: String,
     href: String,
     title: String,
 }
@@ -279,11 +281,18 @@ fn plot(rows: &[TraceSummary], start_us: u64, end_us: u64) -> Plot {
         .map(|r| {
             let x =
                 left + (r.start_us.saturating_sub(start_us) as f64 / span).clamp(0.0, 1.0) * plot_w;
+            let y = y_of(r.duration_us as f64);
+            let radius = 3.0 + (r.span_count as f64).log10().max(0.0) * 1.5;
+            let d = radius * 1.35;
             Dot {
                 x: format!("{x:.1}"),
-                y: format!("{:.1}", y_of(r.duration_us as f64)),
-                r: format!("{:.1}", 3.0 + (r.span_count as f64).log10().max(0.0) * 1.5),
+                y: format!("{y:.1}"),
+                r: format!("{radius:.1}"),
                 error: r.error_count > 0,
+                diamond: format!(
+                    "M{x:.1} {:.1}l{d:.1} {d:.1}l-{d:.1} {d:.1}l-{d:.1} -{d:.1}z",
+                    y - d
+                ),
                 href: format!("/traces/{}", r.trace_id.to_hex()),
                 title: format!(
                     "{}: {} — {}, {} spans{}",
