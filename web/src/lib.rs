@@ -34,6 +34,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub struct AppState {
     query: QueryService,
     cache: std::sync::Arc<trace::TraceCache>,
+    typical: std::sync::Arc<trace::TypicalCache>,
 }
 
 impl axum::extract::FromRef<AppState> for QueryService {
@@ -63,6 +64,7 @@ pub fn router(query: QueryService) -> Router {
         .with_state(AppState {
             query,
             cache: Default::default(),
+            typical: Default::default(),
         })
 }
 
@@ -1263,7 +1265,22 @@ mod tests {
         );
         assert!(!html.contains("<details"), "plain rows for large traces");
         assert!(!html.contains("<dt>Span ID</dt>"), "no inline details");
-        assert!(html.contains(&format!("<a class=\"op\" href=\"{id}/spans/7\">op-")));
+        assert!(html.contains("<a class=\"op\" href=\"?detail=7\">op-"));
+        // Without JavaScript, that link leads to the span's own page.
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get(format!("/traces/{id}?detail=7"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            resp.headers()[header::LOCATION],
+            format!("/traces/{id}/spans/7").as_str()
+        );
         let (status, frag) = get(app.clone(), &format!("/traces/{id}/spans/7?fragment=1")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use phosphor_query::{Error, Node, QueryService, Trace};
+use axum::response::{IntoResponse, Redirect, Response};
+use phosphor_query::{Error, Node, Trace};
 use phosphor_store::model::{Side, TraceId, Value};
 use serde::Deserialize;
 
@@ -339,9 +339,40 @@ impl Finder {
 /// Recent latency of an operation: (p50, p99, spans seen), in µs.
 type Typical = HashMap<(String, String, &'static str), (u64, u64, u64)>;
 
+/// How long a service's recent latencies are reused: they describe the
+/// last hour, so a minute-old reading is as good, and every page and
+/// fragment of the same services within it costs no store reads.
+const TYPICAL_TTL: Duration = Duration::from_secs(60);
+
+/// Recent latency of each operation of a service: (operation, kind, p50,
+/// p99, spans seen).
+type ServiceTypical = Vec<(String, &'static str, u64, u64, u64)>;
+
+/// Services' recent latencies, read at most once a [`TYPICAL_TTL`].
+#[derive(Default)]
+pub struct TypicalCache {
+    entries: Mutex<HashMap<String, (Instant, Arc<ServiceTypical>)>>,
+}
+
+impl TypicalCache {
+    fn get(&self, service: &str) -> Option<Arc<ServiceTypical>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(service)
+            .filter(|(at, _)| at.elapsed() < TYPICAL_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, service: &str, v: Arc<ServiceTypical>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (at, _)| at.elapsed() < TYPICAL_TTL);
+        entries.insert(service.to_string(), (Instant::now(), v));
+    }
+}
+
 /// What recent spans of each operation of these services looked like, over
 /// the last hour, from the index (a sample of the newest spans of each).
-async fn typical_of<'a>(q: &QueryService, spans: impl IntoIterator<Item = &'a Node>) -> Typical {
+async fn typical_of<'a>(s: &AppState, spans: impl IntoIterator<Item = &'a Node>) -> Typical {
     let mut services: Vec<&str> = spans
         .into_iter()
         .filter(|n| !n.placeholder)
@@ -351,16 +382,28 @@ async fn typical_of<'a>(q: &QueryService, spans: impl IntoIterator<Item = &'a No
     services.dedup();
     let mut out = Typical::new();
     for svc in services {
-        if let Ok(stats) = q
-            .operation_stats_sampled(svc, Duration::from_secs(3_600), 500)
-            .await
-        {
-            for s in stats {
-                out.insert(
-                    (svc.to_string(), s.operation, s.kind.as_str()),
-                    (s.p50_us, s.p99_us, s.count),
-                );
-            }
+        let stats = match s.typical.get(svc) {
+            Some(v) => v,
+            None => match s
+                .query
+                .operation_stats_sampled(svc, Duration::from_secs(3_600), 500)
+                .await
+            {
+                Ok(stats) => {
+                    let v: Arc<ServiceTypical> = Arc::new(
+                        stats
+                            .into_iter()
+                            .map(|o| (o.operation, o.kind.as_str(), o.p50_us, o.p99_us, o.count))
+                            .collect(),
+                    );
+                    s.typical.put(svc, v.clone());
+                    v
+                }
+                Err(_) => continue,
+            },
+        };
+        for (op, kind, p50, p99, count) in stats.iter() {
+            out.insert((svc.to_string(), op.clone(), kind), (*p50, *p99, *count));
         }
     }
     out
@@ -430,9 +473,8 @@ pub struct SpanRow {
     service: String,
     left: String,
     width: String,
-    /// The duration label's classes: after the bar, or before it near the
-    /// end.
-    label_class: &'static str,
+    /// The duration goes before the bar (near the right edge), not after.
+    label_end: bool,
     duration: String,
     error: bool,
     incomplete: bool,
@@ -584,11 +626,7 @@ impl RowContext<'_> {
             service: n.service.clone(),
             left: pct(left),
             width: pct(width),
-            label_class: if left + width < 80.0 {
-                "dur"
-            } else {
-                "dur end"
-            },
+            label_end: left + width >= 80.0,
             duration: human_duration(n.duration_ns()),
             error: n.is_error(),
             incomplete: n.incomplete,
@@ -871,7 +909,6 @@ struct Subtree {
 #[derive(Template)]
 #[template(path = "rows.html")]
 struct RowsFragment {
-    trace_id: String,
     inline_details: bool,
     blocks: Vec<Vec<RowItem>>,
 }
@@ -983,6 +1020,8 @@ pub struct TraceParams {
     find: Option<String>,
     /// The node count of the page a fragment belongs to.
     n: Option<usize>,
+    /// A span's own page (rows link here: a short link, for large pages).
+    detail: Option<usize>,
 }
 
 /// The scope the parameters ask for, or why not.
@@ -1075,6 +1114,9 @@ pub async fn trace_page(
     Path(id): Path<String>,
     Query(p): Query<TraceParams>,
 ) -> Response {
+    if let Some(i) = p.detail {
+        return Redirect::to(&format!("/traces/{}/spans/{i}", crate::encode(&id))).into_response();
+    }
     let (t, ix) = match load(&s, &id, None).await {
         Ok(x) => x,
         Err(resp) => return resp,
@@ -1095,7 +1137,7 @@ pub async fn trace_page(
         })
         .chain(p.under.map(|u| &t.spans[u]))
         .collect();
-    let typical = typical_of(&s.query, rendered).await;
+    let typical = typical_of(&s, rendered).await;
     let cx = RowContext {
         t: &t,
         ix: &ix,
@@ -1355,7 +1397,7 @@ pub async fn rows_fragment(
             Item::Gap { .. } => None,
         })
         .collect();
-    let typical = typical_of(&s.query, rendered).await;
+    let typical = typical_of(&s, rendered).await;
     let cx = RowContext {
         t: &t,
         ix: &ix,
@@ -1367,7 +1409,6 @@ pub async fn rows_fragment(
         details: t.spans.len() <= INLINE_DETAILS_MAX,
     };
     render(&RowsFragment {
-        trace_id: cx.trace_id.clone(),
         inline_details: cx.details,
         blocks: blocks(cx.rows(&items)),
     })
@@ -1397,7 +1438,7 @@ pub async fn span_page(
     }
     // Only the opened span's service: one row's details, not the whole
     // trace's statistics.
-    let typical = typical_of(&s.query, &t.spans[index..=index]).await;
+    let typical = typical_of(&s, &t.spans[index..=index]).await;
     let cx = RowContext {
         t: &t,
         ix: &ix,

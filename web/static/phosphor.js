@@ -99,9 +99,8 @@ document.addEventListener("click", (e) => {
 async function toggleDetail(row) {
   const open = row.querySelector(":scope > .detail");
   if (open) { open.remove(); return; }
-  const link = row.querySelector("a.op");
-  if (!link) return;
-  const resp = await fetch(`${link.href}?fragment=1&n=${waterfall.dataset.nodes}`);
+  if (!row.id.startsWith("span-")) return;
+  const resp = await fetch(`/traces/${waterfall.dataset.trace}/spans/${row.id.slice(5)}?fragment=1&n=${waterfall.dataset.nodes}`);
   if (resp.ok) row.insertAdjacentHTML("beforeend", await resp.text());
   else if (status) status.textContent = "⚠ " + (await resp.text());
 }
