@@ -165,7 +165,7 @@ try {
     { name: "links", selector: ".trace-header a, .critical-summary a", min: 4.5 },
     { name: "span names", selector: ".waterfall .op", min: 4.5 },
     { name: "service chips", selector: ".waterfall .chip", min: 4.5 },
-    { name: "durations", selector: ".waterfall .dur", min: 4.5 },
+    { name: "durations", selector: ".waterfall .wf-track", min: 4.5 },
     { name: "error markers", selector: ".waterfall .err, .trace-header .err", min: 4.5 },
     { name: "critical-path markers", selector: ".waterfall .crit, .trace-header .crit", min: 4.5 },
     { name: "tags", selector: ".waterfall .tag", min: 4.5 },
