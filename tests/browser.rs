@@ -143,59 +143,128 @@ async fn the_incident_path_in_headless_chromium() {
     s.stop();
 }
 
-/// The shape `large-trace.mjs` expects: a root, ten shards, a thousand
-/// items under each (10,011 spans), two items failed.
-fn sharded_trace(trace_id: &str) -> serde_json::Value {
+/// The shape `large-trace.mjs` expects: a root ("checkout"), `shards`
+/// shards under it, `items` items under each, and the items named in
+/// `failed` failed; as OTLP/protobuf requests of at most 20,000 spans.
+fn sharded_trace(trace_id: u8, shards: u64, items: u64, failed: &[(u64, u64)]) -> Vec<Vec<u8>> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+
     let base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
         - 30_000_000_000;
-    let span = |id: u64, parent: Option<u64>, name: String, start: u64, end: u64| {
-        let mut s = serde_json::json!({"traceId": trace_id, "spanId": format!("{id:016x}"),
-            "name": name, "kind": 1,
-            "startTimeUnixNano": (base + start).to_string(),
-            "endTimeUnixNano": (base + end).to_string()});
-        if let Some(p) = parent {
-            s["parentSpanId"] = serde_json::json!(format!("{p:016x}"));
-        }
-        s
+    let string = |key: &str, value: String| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
     };
-    let (mut shop, mut workers, mut store) = (Vec::new(), Vec::new(), Vec::new());
-    shop.push(span(1, None, "checkout".into(), 0, 100_000_000));
-    for k in 0..10u64 {
+    let span = |id: u64, parent: Option<u64>, name: String, start: u64, end: u64| Span {
+        trace_id: vec![trace_id; 16],
+        span_id: id.to_be_bytes().to_vec(),
+        parent_span_id: parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
+        name,
+        kind: 1,
+        start_time_unix_nano: base + start,
+        end_time_unix_nano: base + end,
+        ..Default::default()
+    };
+    let request = |service: &str, spans: Vec<Span>| {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![string("service.name", service.into())],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    let mut out = vec![request(
+        "shop",
+        vec![span(1, None, "checkout".into(), 0, 100_000_000)],
+    )];
+    let mut workers = Vec::new();
+    let mut store = Vec::new();
+    for k in 0..shards {
         // Shards start together and end one after another: the last one
         // alone is on the critical path.
         workers.push(span(
             2 + k,
             Some(1),
             format!("shard-{k}"),
-            k * 1_000,
-            (k + 1) * 9_000_000,
+            k * 100,
+            9_000_000 + 81_000_000 / shards * k,
         ));
-        for j in 0..1_000u64 {
+        for j in 0..items {
             let start = 100_000 + j * 10;
             let mut s = span(
-                12 + k * 1_000 + j,
+                2 + shards + k * items + j,
                 Some(2 + k),
                 format!("item-{k}-{j}"),
                 start,
                 start + 1_000_000 + j * 5_000,
             );
-            s["attributes"] = serde_json::json!([{"key": "order.id",
-                "value": {"stringValue": format!("order-{k}-{j}")}}]);
-            if (k, j) == (3, 500) || (k, j) == (6, 7) {
-                s["status"] = serde_json::json!({"code": 2, "message": "out of stock"});
+            s.attributes = vec![string("order.id", format!("order-{k}-{j}"))];
+            if failed.contains(&(k, j)) {
+                s.status = Some(Status {
+                    code: 2,
+                    message: "out of stock".into(),
+                });
             }
             store.push(s);
+            if store.len() == 20_000 {
+                out.push(request("store", std::mem::take(&mut store)));
+            }
         }
     }
-    let resource = |service: &str, spans: Vec<serde_json::Value>| {
-        serde_json::json!({"resource": {"attributes": [{"key": "service.name",
-            "value": {"stringValue": service}}]}, "scopeSpans": [{"spans": spans}]})
-    };
-    serde_json::json!({"resourceSpans": [resource("shop", shop), resource("worker", workers),
-        resource("store", store)]})
+    out.push(request("worker", workers));
+    out.push(request("store", store));
+    out
+}
+
+/// Sends a trace and waits until all of its spans are stored.
+async fn store_trace(s: &Server, trace_id: &str, requests: Vec<Vec<u8>>, spans: u64) {
+    let client = reqwest::Client::new();
+    for body in requests {
+        let resp = client
+            .post(format!("http://{}/v1/traces", s.otlp_http))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // Ingest is asynchronous.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, hits) = s.get_json("/api/v1/search?service=shop&lookback=1h").await;
+        if hits["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["traceId"] == trace_id && h["spanCount"] == spans)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace {trace_id} was not stored in 120s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,30 +275,25 @@ async fn a_trace_over_the_row_budget_in_headless_chromium() {
     };
     let data = tempfile::tempdir().unwrap();
     let s = Server::start(&data.path().join("data"), &[]);
+    // 10,011 spans (just over the 10,000 that render whole), and 100,101.
     let trace_id = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/v1/traces", s.otlp_http))
-        .header("content-type", "application/json")
-        .body(sharded_trace(trace_id).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    // Ingest is asynchronous: wait until the whole trace is stored.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, hits) = s.get_json("/api/v1/search?service=shop&lookback=1h").await;
-        if hits["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["traceId"] == trace_id && h["spanCount"] == 10_011)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the trace was not stored in 60s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let huge_id = "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
+    let started = Instant::now();
+    store_trace(
+        &s,
+        trace_id,
+        sharded_trace(0x5a, 10, 1_000, &[(3, 500), (6, 7)]),
+        10_011,
+    )
+    .await;
+    store_trace(
+        &s,
+        huge_id,
+        sharded_trace(0x6b, 100, 1_000, &[(42, 420)]),
+        100_101,
+    )
+    .await;
+    eprintln!("traces stored in {:?}", started.elapsed());
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -241,6 +305,7 @@ async fn a_trace_over_the_row_budget_in_headless_chromium() {
         .arg(&shots)
         .arg(trace_id)
         .arg(format!("{:016x}", 12 + 5 * 1_000 + 777))
+        .arg(huge_id)
         .output()
         .await
         .expect("run node");

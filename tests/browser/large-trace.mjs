@@ -6,18 +6,22 @@
 // not on the page, that a link to a hidden span shows it, and that all of
 // it reads without JavaScript too.
 //
-// Usage: node large-trace.mjs BASE_URL SCREENSHOT_DIR TRACE_ID SPAN_ID_OF_ITEM_5_777
+// Then, given a second trace of the same shape with a hundred shards
+// (100,101 spans), that it opens, accounts for every span, and opens a
+// collapsed shard with its rows.
+//
+// Usage: node large-trace.mjs BASE_URL SCREENSHOT_DIR TRACE_ID SPAN_ID_OF_ITEM_5_777 [HUGE_TRACE_ID]
 // Exits non-zero on the first failed check; prints a JSON summary.
 import { chromium } from "playwright-core";
 import { contrasts } from "./a11y.mjs";
 
-const [base, shots, traceId, item5777] = process.argv.slice(2);
+const [base, shots, traceId, item5777, hugeId] = process.argv.slice(2);
 const checks = [];
 function check(ok, what) {
   if (!ok) throw new Error("check failed: " + what);
   checks.push(what);
 }
-const TOTAL = 10011;
+let TOTAL = 10011;
 const number = (s) => Number(s.replace(/,/g, ""));
 
 const browser = await chromium.launch({
@@ -44,7 +48,7 @@ function account(rows, what) {
   for (const r of rows) {
     if (r.collapsed) {
       const m = r.more.match(/^show ([\d,]+) spans? below/);
-      check(m && /^shard-\d$/.test(r.name) && number(m[1]) === 1000, `${what}: collapsed ${r.name} says it holds its 1,000 spans ("${r.more}")`);
+      check(m && /^shard-\d+$/.test(r.name) && number(m[1]) === 1000, `${what}: collapsed ${r.name} says it holds its 1,000 spans ("${r.more}")`);
       hidden += number(m[1]);
     } else if (r.gap) {
       const m = r.more.match(/^show ([\d,]+) more calls? with ([\d,]+) spans?/);
@@ -199,6 +203,28 @@ try {
   const found = await p.$$eval(".waterfall .row.match .op", (os) => os.map((o) => o.textContent));
   check(found.includes("item-2-2") && found.every((n) => n.includes("item-2-2")), `find works without JavaScript (${found.length} matches)`);
   await nojs.close();
+
+  // 10. A hundred thousand spans.
+  if (hugeId) {
+    TOTAL = 100101;
+    const t0 = Date.now();
+    await page.goto(`${base}/traces/${hugeId}`, { timeout: 120000 });
+    const opened = Date.now() - t0;
+    check(/Spans\s*100,101 \(depth 3\)/.test(await page.textContent(".trace-header")), `a 100,101-span trace opens (in ${opened} ms, not a measurement) and its header counts every span`);
+    rows = await rowsOf(page);
+    const { shown: hugeShown } = account(rows, "the 100,101-span trace");
+    check(hugeShown <= 2100, `it renders about the row budget (${hugeShown} spans)`);
+    check(rows.some((r) => r.name === "item-42-420"), "the one failed span, deep in it, is shown");
+    const closed = rows.find((r) => r.collapsed);
+    const k = closed.name.slice(6);
+    await page.click(`#${closed.id} button.toggle`);
+    await page.waitForFunction((k) => Array.from(document.querySelectorAll(".waterfall .op")).some((o) => o.textContent === `item-${k}-999`), k);
+    check(complete(itemsOf(await rowsOf(page), k), k), `opening shard-${k} of it loads item-${k}-0 .. item-${k}-999`);
+    await page.click(`#${(await rowsOf(page)).find((r) => r.name === `item-${k}-500`).id} .op`);
+    await page.waitForSelector(".waterfall .row .detail");
+    check((await page.textContent(".waterfall .row .detail")).includes(`order-${k}-500`), "and the page answers a click: the span's details open");
+    await page.screenshot({ path: `${shots}/huge-expanded.png`, fullPage: false });
+  }
 } finally {
   await browser.close();
 }
