@@ -1241,6 +1241,105 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn traces_over_the_budget_hide_subtrees_that_load_as_fragments_or_pages() {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        // A root, 20 groups under it, 600 leaves under each: 12,021 spans.
+        let id_of = |i: u64| SpanId((i + 1).to_be_bytes());
+        let mut spans = Vec::new();
+        let mut push = |i: u64, parent: Option<u64>, name: String| {
+            let Fragment::Span(mut s) = span(1, None, "x", SpanStatus::Unset) else {
+                unreachable!()
+            };
+            s.span_id = id_of(i);
+            s.parent_span_id = parent.map(id_of);
+            s.name = name;
+            s.start_ns += i;
+            spans.push(Fragment::Span(s));
+        };
+        push(0, None, "root".into());
+        for g in 0..20 {
+            push(1 + g, Some(0), format!("group-{g}"));
+            for j in 0..600 {
+                push(100 + g * 1_000 + j, Some(1 + g), format!("leaf-{g}-{j}"));
+            }
+        }
+        store.write(&spans).unwrap();
+        let app = router(QueryService::new(Arc::new(store)));
+        let id = "05".repeat(16);
+        let (status, html) = get(app.clone(), &format!("/traces/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            html.contains("<dd>12,021 (depth 3)</dd>"),
+            "the header counts every span"
+        );
+        let shown = html.matches("<div class=\"row s").count();
+        assert!(
+            shown <= ROW_BUDGET && shown > ROW_BUDGET / 2,
+            "{shown} rows"
+        );
+        assert!(html.contains(&format!(
+            "{} of its 12,021 spans are shown",
+            trace::thousands(shown)
+        )));
+        // Collapsed groups say what they hold, and where to get it.
+        let collapsed = html.matches("show 600 spans below</a>").count();
+        assert!(collapsed >= 15, "{collapsed} collapsed groups");
+        let rows_link = html
+            .split("data-rows=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&#38;", "&")
+            .replace("&amp;", "&");
+        assert!(rows_link.contains("&n=12021"), "{rows_link}");
+        let (status, frag) = get(app.clone(), &rows_link).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!frag.contains("<html"));
+        assert_eq!(frag.matches("<div class=\"row s").count(), 600);
+        assert!(frag.contains(">leaf-") && frag.contains("--d:2;"));
+        // A page that changed since is not patched with the wrong rows.
+        let (status, _) = get(app.clone(), &rows_link.replace("&n=12021", "&n=5")).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, msg) = get(
+            app.clone(),
+            &format!("/traces/{id}/rows?under=0&from=9&to=3"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(msg.contains("not a range"), "{msg}");
+        // Without JavaScript: the subtree's own page.
+        let under = rows_link
+            .split("under=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let (status, page) = get(app.clone(), &format!("/traces/{id}?under={under}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("Showing the 600 spans under card-api: group-"),
+            "{page}"
+        );
+        assert_eq!(page.matches("<div class=\"row s").count(), 601);
+        // Find reaches a span the page does not show, and shows it.
+        assert!(!html.contains(">leaf-19-599<"));
+        let (_, found) = get(app.clone(), &format!("/traces/{id}?find=LEAF-19-599")).await;
+        assert!(
+            found.contains("1 span of the whole trace matches"),
+            "{found}"
+        );
+        assert!(found.contains(" match\" id=\"span-") && found.contains(">leaf-19-599<"));
+        // So does a link to it.
+        let leaf = format!("{:016x}", 100 + 19 * 1_000 + 599 + 1);
+        let (_, linked) = get(app, &format!("/traces/{id}?span={leaf}")).await;
+        assert!(linked.contains(" highlight\" id=\"span-") && linked.contains(">leaf-19-599<"));
+    }
+
+    #[tokio::test]
     async fn large_traces_fetch_span_details_when_a_row_opens() {
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();

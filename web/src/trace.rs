@@ -31,7 +31,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use phosphor_query::{Error, Node, Trace};
-use phosphor_store::model::{Side, TraceId, Value};
+use phosphor_store::model::{Side, SpanId, TraceId, Value};
 use serde::Deserialize;
 
 use crate::{AppState, error_page, human_duration, render, service_color, timestamp};
@@ -1052,12 +1052,10 @@ fn scope_of(t: &Trace, ix: &TreeIndex, p: &TraceParams) -> Result<Scope, String>
 /// matching a find, the critical path, and some errors.
 fn forced(t: &Trace, highlight: Option<&str>, found: &[usize]) -> Vec<Vec<usize>> {
     let pointed: Vec<usize> = highlight
-        .map(|h| {
-            t.spans
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.span_id.to_hex() == h)
-                .map(|(i, _)| i)
+        .and_then(|h| SpanId::parse(h).ok())
+        .map(|(id, _)| {
+            (0..t.spans.len())
+                .filter(|&i| t.spans[i].span_id == id)
                 .collect()
         })
         .unwrap_or_default();
@@ -1467,7 +1465,7 @@ pub async fn span_page(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phosphor_store::model::{Fragment, Span, SpanId, SpanKind, StatusCode as SpanStatus};
+    use phosphor_store::model::{Fragment, Span, SpanKind, StatusCode as SpanStatus};
 
     /// A trace from (parent, start, end) triples; span i's ID is i + 1.
     fn trace_of(spans: &[(Option<usize>, u64, u64)]) -> Trace {

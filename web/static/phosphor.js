@@ -55,6 +55,8 @@ async function loadRows(link) {
   const tail = document.createElement("div");
   tail.className = "rows";
   while (row.nextSibling) tail.appendChild(row.nextSibling);
+  tail.style.setProperty("--n", String(tail.childElementCount));
+  block.style.setProperty("--n", String(block.childElementCount));
   if (tail.firstElementChild) block.after(tail);
   block.insertAdjacentHTML("afterend", html);
   if (row.classList.contains("gap")) {
