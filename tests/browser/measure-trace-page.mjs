@@ -5,11 +5,17 @@
 // - fetches the page RUNS times with plain HTTP: bytes and server time;
 // - loads it RUNS times in Chromium, timing the `load` event and the first
 //   paint after scrolling to the bottom of the page, end to end (server
-//   included) and again with the HTML already in hand (browser only).
+//   included) and again with the HTML already in hand (browser only);
+// - loads it RUNS more times with Chromium's tracing on, and adds up the
+//   CPU time of the page's main thread (parsing, style, layout, paint,
+//   script): unlike the times above, it hardly depends on how busy the
+//   machine is.
 // Prints one JSON line per run and a line of medians.
 //
 // Usage: node measure-trace-page.mjs BASE_URL [SPANS] [RUNS]   (see BENCHMARKS.md)
 import { chromium } from "playwright-core";
+import fs from "node:fs";
+import os from "node:os";
 
 const base = process.argv[2];
 const n = Number(process.argv[3] || 10000);
@@ -71,8 +77,22 @@ const load = async () => {
 for (const r of results) [r.loaded_ms, r.scrolled_ms] = await load();
 await page.route(url, (r) => r.fulfill({ status: 200, contentType: "text/html; charset=utf-8", body: html }));
 for (const r of results) [r.browser_loaded_ms, r.browser_scrolled_ms] = await load();
+const tracePath = `${os.tmpdir()}/phosphor-trace-page-${process.pid}.json`;
+for (const r of results) {
+  await browser.startTracing(page, { path: tracePath, categories: ["devtools.timeline", "toplevel"] });
+  await load();
+  await browser.stopTracing();
+  const events = JSON.parse(fs.readFileSync(tracePath)).traceEvents;
+  const main = new Set(events.filter((e) => e.ph === "M" && e.name === "thread_name" && e.args.name === "CrRendererMain").map((e) => `${e.pid}:${e.tid}`));
+  const cpu = (name) => events.filter((e) => e.ph === "X" && e.name === name && main.has(`${e.pid}:${e.tid}`)).reduce((a, e) => a + (e.tdur || 0), 0) / 1000;
+  r.main_thread_cpu_ms = Math.round(cpu("ThreadControllerImpl::RunTask") || cpu("RunTask"));
+  r.parse_cpu_ms = Math.round(cpu("ParseHTML"));
+}
+fs.rmSync(tracePath, { force: true });
 const rows = await page.$$eval(".waterfall .row", (r) => r.length);
+const version = browser.version();
 await browser.close();
 for (const r of results) console.log(JSON.stringify({ spans: n, ...r }));
-const keys = ["bytes", "server_ms", "loaded_ms", "scrolled_ms", "browser_loaded_ms", "browser_scrolled_ms"];
-console.log(JSON.stringify({ spans: n, runs, rows, median: Object.fromEntries(keys.map((k) => [k, median(results.map((r) => r[k]))])) }));
+const keys = ["bytes", "server_ms", "loaded_ms", "scrolled_ms", "browser_loaded_ms", "browser_scrolled_ms", "main_thread_cpu_ms", "parse_cpu_ms"];
+console.log(JSON.stringify({ spans: n, runs, rows, chromium: version, load_average: os.loadavg().map((l) => l.toFixed(2)).join(" "),
+  median: Object.fromEntries(keys.map((k) => [k, median(results.map((r) => r[k]))])) }));

@@ -2,7 +2,8 @@
 //! fragments from RocksDB, assembling the tree, planning and rendering the
 //! page.
 //!
-//! `cargo run --example trace_page_cost -- [SPANS] [RUNS]`: a temporary
+//! `cargo build --workspace --examples`, then
+//! `target/debug/examples/trace_page_cost [SPANS] [RUNS]`: a temporary
 //! store holding one synthetic trace (`phosphor_store::synth`, 10 attributes
 //! a span, fan-out 3) of SPANS spans (default 100,000), timed RUNS times
 //! (default 3). Prints one JSON line per run.
