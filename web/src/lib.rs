@@ -1025,6 +1025,20 @@ mod tests {
                 || html.contains("&lt;script&gt;")
         );
         assert!(!html.contains("<img src=x"));
+        // What is looked for is shown back, escaped.
+        let (_, found) = get(
+            app.clone(),
+            &format!(
+                "/traces/{}?find=%3Cscript%3Ealert(2)%3C%2Fscript%3E",
+                "05".repeat(16)
+            ),
+        )
+        .await;
+        assert!(!found.contains("<script>alert(2)"));
+        assert!(
+            found.contains("&#60;script&#62;alert(2)") || found.contains("&lt;script&gt;alert(2)"),
+            "{found}"
+        );
 
         let (status, html) = get(app.clone(), "/").await;
         assert_eq!(status, StatusCode::OK);
@@ -1294,14 +1308,26 @@ mod tests {
             .unwrap()
             .replace("&#38;", "&")
             .replace("&amp;", "&");
-        assert!(rows_link.contains("&n=12021"), "{rows_link}");
+        let version = html
+            .split("data-version=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(rows_link.contains(&format!("&v={version}")), "{rows_link}");
         let (status, frag) = get(app.clone(), &rows_link).await;
         assert_eq!(status, StatusCode::OK);
         assert!(!frag.contains("<html"));
         assert_eq!(frag.matches("<div class=\"row s").count(), 600);
         assert!(frag.contains(">leaf-") && frag.contains("--d:2;"));
         // A page that changed since is not patched with the wrong rows.
-        let (status, _) = get(app.clone(), &rows_link.replace("&n=12021", "&n=5")).await;
+        let (status, _) = get(
+            app.clone(),
+            &rows_link.replace(&version, "0123456789abcdef"),
+        )
+        .await;
         assert_eq!(status, StatusCode::CONFLICT);
         let (status, msg) = get(
             app.clone(),

@@ -76,6 +76,10 @@ pub struct TreeIndex {
     /// Each node's colour class, and the classes' colours.
     class: Vec<usize>,
     colors: Vec<String>,
+    /// A fingerprint of the tree (span IDs and parents in order): rows
+    /// fetched for a page name it, so they are never taken from a trace
+    /// that has changed since.
+    version: String,
 }
 
 impl TreeIndex {
@@ -120,6 +124,14 @@ impl TreeIndex {
                 })
             })
             .collect();
+        // FNV-1a over each node's span ID and parent.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for node in &t.spans {
+            let parent = node.parent.map_or(0, |p| p as u64 + 1);
+            for b in node.span_id.0.iter().chain(&parent.to_le_bytes()) {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
         TreeIndex {
             size,
             pos,
@@ -128,6 +140,7 @@ impl TreeIndex {
             critical,
             class,
             colors,
+            version: format!("{h:016x}"),
         }
     }
 
@@ -567,9 +580,8 @@ impl RowContext<'_> {
             label: said,
             href: format!("/traces/{}?{q}{carry}", self.trace_id),
             rows: format!(
-                "/traces/{}/rows?{q}&n={}{carry}",
-                self.trace_id,
-                self.t.spans.len()
+                "/traces/{}/rows?{q}&v={}{carry}",
+                self.trace_id, self.ix.version
             ),
         }
     }
@@ -886,8 +898,8 @@ struct TracePage {
     /// Span details inside the page (small traces), or fetched when a row
     /// opens (large ones: the page stays light).
     inline_details: bool,
-    /// Nodes in the assembled trace (fragments check they still agree).
-    nodes: usize,
+    /// The tree's fingerprint (fragments check they still agree).
+    version: String,
     minimap: Minimap,
     critical_count: usize,
     critical_top: Vec<CriticalSpan>,
@@ -946,12 +958,12 @@ struct Cached {
 }
 
 impl TraceCache {
-    fn get(&self, id: TraceId, nodes: usize) -> Option<(Arc<Trace>, Arc<TreeIndex>)> {
+    fn get(&self, id: TraceId, version: &str) -> Option<(Arc<Trace>, Arc<TreeIndex>)> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.retain(|e| e.at.elapsed() < CACHE_TTL);
         entries
             .iter()
-            .find(|e| e.id == id && e.trace.spans.len() == nodes)
+            .find(|e| e.id == id && e.index.version == version)
             .map(|e| (e.trace.clone(), e.index.clone()))
     }
 
@@ -976,27 +988,20 @@ impl TraceCache {
 }
 
 /// The trace a page or fragment is about: assembled afresh, or (for a
-/// fragment naming its page's node count) the cached assembly.
+/// fragment naming its page's tree version) the cached assembly. A
+/// fragment for a tree that has changed since its page was loaded is a
+/// 409: its row numbers would point at other spans.
 async fn load(
     s: &AppState,
     id: &str,
-    nodes: Option<usize>,
+    version: Option<&str>,
 ) -> Result<(Arc<Trace>, Arc<TreeIndex>), Response> {
-    if let (Some(n), Ok((trace_id, _))) = (nodes, TraceId::parse(id))
-        && let Some(hit) = s.cache.get(trace_id, n)
+    if let (Some(v), Ok((trace_id, _))) = (version, TraceId::parse(id))
+        && let Some(hit) = s.cache.get(trace_id, v)
     {
         return Ok(hit);
     }
     let t = s.query.trace(id).await.map_err(error_page)?;
-    if let Some(n) = nodes
-        && n != t.spans.len()
-    {
-        return Err((
-            StatusCode::CONFLICT,
-            "the trace has changed since this page was loaded: reload the page",
-        )
-            .into_response());
-    }
     let (t, ix) = tokio::task::spawn_blocking(move || {
         let ix = TreeIndex::new(&t);
         (Arc::new(t), Arc::new(ix))
@@ -1004,6 +1009,15 @@ async fn load(
     .await
     .map_err(|e| error_page(Error::Task(e.to_string())))?;
     s.cache.put(t.clone(), ix.clone());
+    if let Some(v) = version
+        && v != ix.version
+    {
+        return Err((
+            StatusCode::CONFLICT,
+            "the trace has changed since this page was loaded: reload the page",
+        )
+            .into_response());
+    }
     Ok((t, ix))
 }
 
@@ -1018,8 +1032,8 @@ pub struct TraceParams {
     to: Option<usize>,
     /// Find: mark the spans that match, and show them.
     find: Option<String>,
-    /// The node count of the page a fragment belongs to.
-    n: Option<usize>,
+    /// The tree version of the page a fragment belongs to.
+    v: Option<String>,
     /// A span's own page (rows link here: a short link, for large pages).
     detail: Option<usize>,
 }
@@ -1329,7 +1343,7 @@ fn trace_view(
         warnings: t.warnings.clone(),
         ticks,
         blocks: blocks(rows),
-        nodes: t.spans.len(),
+        version: ix.version.clone(),
         minimap: minimap(t),
         critical_count,
         critical_top,
@@ -1377,7 +1391,7 @@ pub async fn rows_fragment(
     Path(id): Path<String>,
     Query(p): Query<TraceParams>,
 ) -> Response {
-    let (t, ix) = match load(&s, &id, p.n).await {
+    let (t, ix) = match load(&s, &id, p.v.as_deref()).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
@@ -1416,8 +1430,8 @@ pub async fn rows_fragment(
 pub struct SpanParams {
     /// Only the detail block, for the waterfall to insert.
     fragment: Option<String>,
-    /// The node count of the page asking.
-    n: Option<usize>,
+    /// The tree version of the page asking.
+    v: Option<String>,
 }
 
 /// One span's details: a page of its own (for reading without JavaScript),
@@ -1427,7 +1441,7 @@ pub async fn span_page(
     Path((id, index)): Path<(String, usize)>,
     Query(p): Query<SpanParams>,
 ) -> Response {
-    let (t, ix) = match load(&s, &id, p.n).await {
+    let (t, ix) = match load(&s, &id, p.v.as_deref()).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };

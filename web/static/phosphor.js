@@ -102,7 +102,7 @@ async function toggleDetail(row) {
   const open = row.querySelector(":scope > .detail");
   if (open) { open.remove(); return; }
   if (!row.id.startsWith("span-")) return;
-  const resp = await fetch(`/traces/${waterfall.dataset.trace}/spans/${row.id.slice(5)}?fragment=1&n=${waterfall.dataset.nodes}`);
+  const resp = await fetch(`/traces/${waterfall.dataset.trace}/spans/${row.id.slice(5)}?fragment=1&v=${waterfall.dataset.version}`);
   if (resp.ok) row.insertAdjacentHTML("beforeend", await resp.text());
   else if (status) status.textContent = "⚠ " + (await resp.text());
 }
