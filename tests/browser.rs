@@ -1,8 +1,9 @@
 //! The UI in a real headless browser (Debian's Chromium, driven by
 //! playwright-core from npm, both installed by `scripts/test.sh`): the
 //! incident path of `tests/browser/incident.mjs` against a server playing
-//! the demo system. Screenshots of each page are written to the directory
-//! this test prints.
+//! the demo system (with contrast and focus checks in light and dark), and
+//! a trace over the row budget (`tests/browser/large-trace.mjs`).
+//! Screenshots of each page are written to the directory these tests print.
 
 mod common;
 
@@ -117,6 +118,9 @@ async fn the_incident_path_in_headless_chromium() {
     );
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let checks = summary["checks"].as_array().unwrap();
+    for c in checks {
+        eprintln!("checked: {}", c.as_str().unwrap_or_default());
+    }
     assert!(checks.len() >= 28, "{summary}");
     for name in [
         "search",
@@ -126,6 +130,203 @@ async fn the_incident_path_in_headless_chromium() {
         "live",
         "services",
         "dependencies",
+    ] {
+        let f = shots.join(format!("{name}.png"));
+        assert!(
+            std::fs::metadata(&f)
+                .map(|m| m.len() > 1_000)
+                .unwrap_or(false),
+            "{} missing",
+            f.display()
+        );
+    }
+    s.stop();
+}
+
+/// The shape `large-trace.mjs` expects: a root ("checkout"), `shards`
+/// shards under it, `items` items under each, and the items named in
+/// `failed` failed; as OTLP/protobuf requests of at most 20,000 spans.
+fn sharded_trace(trace_id: u8, shards: u64, items: u64, failed: &[(u64, u64)]) -> Vec<Vec<u8>> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 30_000_000_000;
+    let string = |key: &str, value: String| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
+    };
+    let span = |id: u64, parent: Option<u64>, name: String, start: u64, end: u64| Span {
+        trace_id: vec![trace_id; 16],
+        span_id: id.to_be_bytes().to_vec(),
+        parent_span_id: parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
+        name,
+        kind: 1,
+        start_time_unix_nano: base + start,
+        end_time_unix_nano: base + end,
+        ..Default::default()
+    };
+    let request = |service: &str, spans: Vec<Span>| {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![string("service.name", service.into())],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    let mut out = vec![request(
+        "shop",
+        vec![span(1, None, "checkout".into(), 0, 100_000_000)],
+    )];
+    let mut workers = Vec::new();
+    let mut store = Vec::new();
+    for k in 0..shards {
+        // Shards start together and end one after another: the last one
+        // alone is on the critical path.
+        workers.push(span(
+            2 + k,
+            Some(1),
+            format!("shard-{k}"),
+            k * 100,
+            9_000_000 + 81_000_000 / shards * k,
+        ));
+        for j in 0..items {
+            let start = 100_000 + j * 10;
+            let mut s = span(
+                2 + shards + k * items + j,
+                Some(2 + k),
+                format!("item-{k}-{j}"),
+                start,
+                start + 1_000_000 + j * 5_000,
+            );
+            s.attributes = vec![string("order.id", format!("order-{k}-{j}"))];
+            if failed.contains(&(k, j)) {
+                s.status = Some(Status {
+                    code: 2,
+                    message: "out of stock".into(),
+                });
+            }
+            store.push(s);
+            if store.len() == 20_000 {
+                out.push(request("store", std::mem::take(&mut store)));
+            }
+        }
+    }
+    out.push(request("worker", workers));
+    out.push(request("store", store));
+    out
+}
+
+/// Sends a trace and waits until all of its spans are stored.
+async fn store_trace(s: &Server, trace_id: &str, requests: Vec<Vec<u8>>, spans: u64) {
+    let client = reqwest::Client::new();
+    for body in requests {
+        let resp = client
+            .post(format!("http://{}/v1/traces", s.otlp_http))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // Ingest is asynchronous.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, hits) = s.get_json("/api/v1/search?service=shop&lookback=1h").await;
+        if hits["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["traceId"] == trace_id && h["spanCount"] == spans)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace {trace_id} was not stored in 120s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_over_the_row_budget_in_headless_chromium() {
+    let Some(dir) = browser_tooling() else {
+        eprintln!("skipped on purpose: PHOSPHOR_SKIP_BROWSER is set");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let s = Server::start(&data.path().join("data"), &[]);
+    // 10,011 spans (just over the 10,000 that render whole), and 100,101.
+    let trace_id = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+    let huge_id = "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
+    let started = Instant::now();
+    store_trace(
+        &s,
+        trace_id,
+        sharded_trace(0x5a, 10, 1_000, &[(3, 500), (6, 7)]),
+        10_011,
+    )
+    .await;
+    store_trace(
+        &s,
+        huge_id,
+        sharded_trace(0x6b, 100, 1_000, &[(42, 420)]),
+        100_101,
+    )
+    .await;
+    eprintln!("traces stored in {:?}", started.elapsed());
+
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    eprintln!("screenshots: {}", shots.display());
+    let out = tokio::process::Command::new("node")
+        .current_dir(&dir)
+        .arg("large-trace.mjs")
+        .arg(s.url(""))
+        .arg(&shots)
+        .arg(trace_id)
+        .arg(format!("{:016x}", 12 + 5 * 1_000 + 777))
+        .arg(huge_id)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser walk failed:\n{stdout}\n{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let checks = summary["checks"].as_array().unwrap();
+    for c in checks {
+        eprintln!("checked: {}", c.as_str().unwrap_or_default());
+    }
+    assert!(checks.len() >= 30, "{summary}");
+    for name in [
+        "large-budget",
+        "large-expanded",
+        "large-find",
+        "large-light",
+        "large-dark",
     ] {
         let f = shots.join(format!("{name}.png"));
         assert!(

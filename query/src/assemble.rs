@@ -361,37 +361,57 @@ pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
     assemble_with(trace_id, fragments, Options::default())
 }
 
+/// Drops exact duplicates (a client that resent, a retried export),
+/// keeping the first of each. Only fragments of one span ID can be equal,
+/// so only those are compared, by their encoded bytes: a trace of distinct
+/// spans encodes nothing.
+fn dedup(fragments: Vec<Fragment>) -> Vec<Fragment> {
+    let id = |f: &Fragment| match f {
+        Fragment::Span(s) => s.span_id,
+        Fragment::Annotation(a) => a.span_id,
+    };
+    let mut per_id: HashMap<SpanId, usize> = HashMap::with_capacity(fragments.len());
+    for f in &fragments {
+        *per_id.entry(id(f)).or_default() += 1;
+    }
+    let mut seen = HashSet::new();
+    fragments
+        .into_iter()
+        .filter(|f| {
+            per_id[&id(f)] == 1 || seen.insert(postcard::to_allocvec(f).unwrap_or_default())
+        })
+        .collect()
+}
+
 /// Assembles a trace from its fragments, in any order.
 pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Options) -> Trace {
-    // Drop exact duplicates (a client that resent, a retried export).
-    let mut seen = HashSet::new();
-    let fragments: Vec<Fragment> = fragments
-        .into_iter()
-        .filter(|f| seen.insert(postcard::to_allocvec(f).unwrap_or_default()))
-        .collect();
+    // Spans move into nodes as they are; annotations are grouped by span
+    // first (by reference).
+    let mut spans = Vec::new();
+    let mut annotations = Vec::new();
+    for f in dedup(fragments) {
+        match f {
+            Fragment::Span(s) => spans.push(s),
+            Fragment::Annotation(a) => annotations.push(a),
+        }
+    }
 
     let mut legacy_id = None;
-    let mut nodes: Vec<Node> = Vec::new();
+    let mut nodes: Vec<Node> = Vec::with_capacity(spans.len());
     let mut groups: HashMap<SpanId, Group<'_>> = HashMap::new();
     let mut group_order: Vec<SpanId> = Vec::new();
-    let mut spans = Vec::new();
-    for f in &fragments {
-        match f {
-            Fragment::Span(s) => spans.push(s.clone()),
-            Fragment::Annotation(a) => {
-                if legacy_id.is_none() {
-                    legacy_id = a.legacy.trace.clone();
-                }
-                let g = groups.entry(a.span_id).or_insert_with(|| {
-                    group_order.push(a.span_id);
-                    Group::default()
-                });
-                match a.kind.side() {
-                    Side::Client => g.client.push(a),
-                    Side::Server => g.server.entry(&a.hostname).or_default().push(a),
-                    Side::Event => g.events.push(a),
-                }
-            }
+    for a in &annotations {
+        if legacy_id.is_none() {
+            legacy_id = a.legacy.trace.clone();
+        }
+        let g = groups.entry(a.span_id).or_insert_with(|| {
+            group_order.push(a.span_id);
+            Group::default()
+        });
+        match a.kind.side() {
+            Side::Client => g.client.push(a),
+            Side::Server => g.server.entry(&a.hostname).or_default().push(a),
+            Side::Event => g.events.push(a),
         }
     }
     // Spans that share an ID and a role but differ: the trace still renders,

@@ -305,17 +305,24 @@ impl Store {
             .map(|o| o.name)
             .collect();
         names.dedup();
-        let mut out: Vec<OperationStats> = Vec::new();
         let db = self.db();
-        for op in names {
-            let prefix = keys::index_key(keys::IDX_SERVICE_OPERATION, &[service, &op], &[]);
+        // Per operation, per span kind: durations, errors, capped.
+        type Tally = std::collections::BTreeMap<u8, (Vec<u64>, u64, bool)>;
+        let mut tallies: Vec<Tally> = Vec::with_capacity(names.len());
+        // Blocks hold many operations: each block's facts are decoded once
+        // and kept for the next operation (up to a bound on memory).
+        let mut cache: HashMap<(usize, Sfx), std::rc::Rc<Vec<block::Member>>> = HashMap::new();
+        let mut cached_members = 0usize;
+        const CACHE_MEMBERS: usize = 1 << 20;
+        let mut key = Vec::with_capacity(64);
+        for op in &names {
+            let prefix = keys::index_key(keys::IDX_SERVICE_OPERATION, &[service, op], &[]);
             let mut seek = prefix.clone();
             seek.extend_from_slice(&keys::suffix_from(end_us));
-            // Per span kind: durations and errors.
-            let mut by_kind: std::collections::BTreeMap<u8, (Vec<u64>, u64, bool)> =
-                Default::default();
+            let mut by_kind = Tally::default();
             let mut seen = 0usize;
-            'parts: for cf in &cfs {
+            // Newest partition first.
+            'parts: for (ci, cf) in cfs.iter().enumerate().rev() {
                 let mut it = db.raw_iterator_cf(cf);
                 it.seek(&seek);
                 while let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -331,13 +338,26 @@ impl Store {
                     let sfx: Sfx = k[prefix.len()..].try_into().expect("suffix length");
                     let list =
                         block::decode_members(v).ok_or_else(|| corrupt(&sfx, "member list"))?;
-                    let mut fk = vec![keys::IDX_SPAN];
-                    fk.extend_from_slice(&sfx);
-                    let facts = match db.get_pinned_cf(cf, &fk)? {
-                        Some(fv) => {
-                            block::decode_facts(&fv).ok_or_else(|| corrupt(&sfx, "facts"))?
+                    let facts = match cache.get(&(ci, sfx)) {
+                        Some(f) => f.clone(),
+                        None => {
+                            key.clear();
+                            key.push(keys::IDX_SPAN);
+                            key.extend_from_slice(&sfx);
+                            let f = match db.get_pinned_cf(cf, &key)? {
+                                Some(fv) => block::decode_facts(&fv)
+                                    .ok_or_else(|| corrupt(&sfx, "facts"))?,
+                                None => Vec::new(),
+                            };
+                            if cached_members + f.len() > CACHE_MEMBERS {
+                                cache.clear();
+                                cached_members = 0;
+                            }
+                            cached_members += f.len();
+                            let f = std::rc::Rc::new(f);
+                            cache.insert((ci, sfx), f.clone());
+                            f
                         }
-                        None => Vec::new(),
                     };
                     for m in list.iter().filter_map(|&n| facts.get(n as usize)) {
                         if m.start_us < start_us || m.start_us > end_us {
@@ -360,6 +380,10 @@ impl Store {
                 }
                 it.status()?;
             }
+            tallies.push(by_kind);
+        }
+        let mut out: Vec<OperationStats> = Vec::new();
+        for (op, by_kind) in names.into_iter().zip(tallies) {
             for (kind, (mut durations, errors, capped)) in by_kind {
                 durations.sort_unstable();
                 out.push(OperationStats {

@@ -5,6 +5,7 @@
 // Usage: node incident.mjs BASE_URL SCREENSHOT_DIR
 // Exits non-zero on the first failed check; prints a JSON summary.
 import { chromium } from "playwright-core";
+import { contrasts, focusWalk } from "./a11y.mjs";
 
 const [base, shots, xssTrace, bigTrace] = process.argv.slice(2);
 const executablePath = process.env.PHOSPHOR_CHROMIUM || "/usr/bin/chromium";
@@ -61,8 +62,9 @@ try {
   await page.mouse.up();
   const zoomState = await page.evaluate(() => {
     const w = document.querySelector(".waterfall");
-    const bar = document.querySelector(".waterfall .row .bar");
-    return { zoom: w.dataset.zoom, k: Number(getComputedStyle(w).getPropertyValue("--k")), rootWidth: bar.getBoundingClientRect().width, track: bar.parentElement.getBoundingClientRect().width };
+    const track = document.querySelector(".waterfall .row .wf-track");
+    // The bar is the track's ::before.
+    return { zoom: w.dataset.zoom, k: Number(getComputedStyle(w).getPropertyValue("--k")), rootWidth: parseFloat(getComputedStyle(track, "::before").width), track: track.getBoundingClientRect().width };
   });
   check(zoomState.zoom && Math.abs(zoomState.k - 4) < 0.2, `dragging the minimap zooms the waterfall (${zoomState.zoom})`);
   check(zoomState.rootWidth > zoomState.track * 2, "a zoomed bar is wider than its track");
@@ -139,11 +141,73 @@ try {
   // 9. A large trace: plain rows, details fetched when a row is clicked.
   if (bigTrace) {
     await page.goto(`${base}/traces/${bigTrace}`);
-    check((await page.$$(".waterfall .row > .line")).length === 1200, "a 1,200-span trace renders every row");
-    await page.click(".waterfall .row:nth-of-type(3) > .line .op");
+    check((await page.$$(".waterfall div.row")).length === 1200, "a 1,200-span trace renders every row");
+    await page.click(".waterfall .rows > div.row:nth-of-type(3) .op");
     await page.waitForSelector(".waterfall .row .detail", { timeout: 10000 });
     check(/Span ID/.test(await page.textContent(".waterfall .row .detail")), "clicking a row of a large trace loads its details");
     await page.screenshot({ path: `${shots}/large-trace.png`, fullPage: false });
+  }
+
+  // 10. Light and dark: text contrast (WCAG AA, 4.5:1), errors marked by
+  // more than colour, and keyboard focus that shows.
+  const searchText = [
+    { name: "heading", selector: "main h1", min: 4.5 },
+    { name: "body text", selector: "table.traces td time, table.traces td:nth-child(3), .scatter figcaption", min: 4.5 },
+    { name: "links", selector: "table.traces td a, table.traces th a, header.top nav a, header.top .brand", min: 4.5 },
+    { name: "service chips", selector: "table.traces .chip", min: 4.5 },
+    { name: "error markers", selector: "table.traces .err", min: 4.5 },
+    { name: "form labels", selector: "form.search label", min: 4.5 },
+    { name: "plot labels", selector: ".scatter .tick", min: 4.5 },
+  ];
+  const traceText = [
+    { name: "header", selector: ".trace-header h1, .trace-header dd", min: 4.5 },
+    { name: "header labels", selector: ".trace-header dt", min: 4.5 },
+    { name: "links", selector: ".trace-header a, .critical-summary a", min: 4.5 },
+    { name: "span names", selector: ".waterfall .op", min: 4.5 },
+    { name: "service chips", selector: ".waterfall .chip", min: 4.5 },
+    { name: "durations", selector: ".waterfall .wf-track", min: 4.5 },
+    { name: "error markers", selector: ".waterfall .err, .trace-header .err", min: 4.5 },
+    { name: "critical-path markers", selector: ".waterfall .crit, .trace-header .crit", min: 4.5 },
+    { name: "tags", selector: ".waterfall .tag", min: 4.5 },
+    { name: "axis and key hints", selector: ".wf-axis span, .find .keys", min: 4.5 },
+  ];
+  const report = {};
+  for (const scheme of ["light", "dark"]) {
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 }, colorScheme: scheme });
+    const p = await ctx.newPage();
+    p.on("pageerror", (e) => { throw e; });
+    await p.goto(`${base}/search?status=error&lookback=1h`);
+    check(await p.evaluate((s) => matchMedia(`(prefers-color-scheme: ${s})`).matches, scheme), `${scheme}: the page sees the ${scheme} scheme`);
+    const bodyBg = await p.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    check(scheme === "light" ? bodyBg === "rgb(255, 255, 255)" : bodyBg !== "rgb(255, 255, 255)", `${scheme}: the background follows the scheme (${bodyBg})`);
+    const search = await contrasts(p, searchText);
+    for (const c of search) check(c.count > 0 && c.ratio >= c.min, `${scheme} search: ${c.name} contrast ${c.ratio}:1 >= ${c.min} (${c.count} checked; worst "${c.text}" ${c.fg} on ${c.bg})`);
+    const marked = await p.$$eval("table.traces tr.has-error", (trs) => trs.map((tr) => {
+      const err = tr.querySelector(".err");
+      return err && !err.closest("[aria-hidden=true]") && /⚠\s*\d+/.test(err.textContent);
+    }));
+    check(marked.length > 0 && marked.every(Boolean), `${scheme} search: each failed trace says so in text (⚠ and a count), not only in colour`);
+    const dots = await p.$$eval(".scatter a.dot", (as) => as.map((a) => ({ error: a.classList.contains("error"), shape: a.firstElementChild.tagName, title: a.querySelector("title").textContent })));
+    check(dots.every((d) => d.error === (d.shape === "path") && d.error === / errors?$/.test(d.title)), `${scheme} search: dots of failed traces differ in shape (diamonds) and in their titles`);
+    await p.screenshot({ path: `${shots}/search-${scheme}.png`, fullPage: true });
+    const focus = await focusWalk(p, 20);
+    const unseen = focus.filter((f) => !f.visible);
+    check(focus.length >= 15 && unseen.length === 0, `${scheme} search: focus is visible on the ${focus.length} controls Tab reaches${unseen.length ? " — not on " + JSON.stringify(unseen) : ""}`);
+
+    await Promise.all([p.waitForNavigation(), p.click("table.traces td a")]);
+    const trace = await contrasts(p, traceText);
+    for (const c of trace) {
+      if (c.count === 0 && ["tags"].includes(c.name)) continue; // not every trace has tags
+      check(c.count > 0 && c.ratio >= c.min, `${scheme} trace: ${c.name} contrast ${c.ratio}:1 >= ${c.min} (${c.count} checked; worst "${c.text}" ${c.fg} on ${c.bg})`);
+    }
+    const errorsSaid = await p.$$eval(".waterfall .row.error", (rs) => rs.map((r) => /⚠ error/.test(r.querySelector(":scope > summary .err, :scope > .wf-label .err")?.textContent || "")));
+    check(errorsSaid.length > 0 && errorsSaid.every(Boolean), `${scheme} trace: each failed span says "⚠ error" in text`);
+    await p.screenshot({ path: `${shots}/trace-${scheme}.png`, fullPage: false });
+    const traceFocus = await focusWalk(p, 30);
+    const traceUnseen = traceFocus.filter((f) => !f.visible);
+    check(traceFocus.some((f) => f.tag === "summary") && traceUnseen.length === 0, `${scheme} trace: focus is visible on the ${traceFocus.length} controls and rows Tab reaches${traceUnseen.length ? " — not on " + JSON.stringify(traceUnseen) : ""}`);
+    report[scheme] = { search, trace };
+    await ctx.close();
   }
 
   check(cspViolations.length === 0, "no Content-Security-Policy violations");

@@ -9,12 +9,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use phosphor_query::{Error, Node, QueryService, Trace, TraceSummary};
+use phosphor_query::{Error, QueryService, Trace, TraceSummary};
 use serde::Deserialize;
+
+mod trace;
+pub use trace::{FULL_RENDER_MAX, INLINE_DETAILS_MAX, ROW_BUDGET, trace_page_html};
 
 const CSS: &str = include_str!("../static/phosphor.css");
 const JS: &str = include_str!("../static/phosphor.js");
@@ -25,7 +28,23 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// UI routes: `/`, `/traces/{id}`, `/traces?id=`, `/static/*`.
+/// What the UI's handlers share: the query service, and the assembled
+/// large traces their pages' fragments come from.
+#[derive(Clone)]
+pub struct AppState {
+    query: QueryService,
+    cache: std::sync::Arc<trace::TraceCache>,
+    typical: std::sync::Arc<trace::TypicalCache>,
+}
+
+impl axum::extract::FromRef<AppState> for QueryService {
+    fn from_ref(s: &AppState) -> QueryService {
+        s.query.clone()
+    }
+}
+
+/// UI routes: `/`, `/traces/{id}` (and the rows and span details its
+/// script fetches), `/traces?id=`, `/static/*`, and the other pages.
 pub fn router(query: QueryService) -> Router {
     Router::new()
         .route("/", get(search_page))
@@ -36,12 +55,17 @@ pub fn router(query: QueryService) -> Router {
         .route("/compare", get(compare_page))
         .route("/upload", get(upload_page))
         .route("/dependencies", get(dependencies_page))
-        .route("/traces/{id}", get(trace_page))
-        .route("/traces/{id}/spans/{index}", get(span_page))
+        .route("/traces/{id}", get(trace::trace_page))
+        .route("/traces/{id}/rows", get(trace::rows_fragment))
+        .route("/traces/{id}/spans/{index}", get(trace::span_page))
         .route("/static/phosphor.css", get(css))
         .route("/static/phosphor.js", get(js))
         .layer(axum::middleware::map_response(csp))
-        .with_state(query)
+        .with_state(AppState {
+            query,
+            cache: Default::default(),
+            typical: Default::default(),
+        })
 }
 
 async fn csp(mut resp: Response) -> Response {
@@ -148,6 +172,8 @@ struct Dot {
     y: String,
     r: String,
     error: bool,
+    /// Failed traces are diamonds (not only red): the path.
+    diamond: String,
     href: String,
     title: String,
 }
@@ -257,11 +283,18 @@ fn plot(rows: &[TraceSummary], start_us: u64, end_us: u64) -> Plot {
         .map(|r| {
             let x =
                 left + (r.start_us.saturating_sub(start_us) as f64 / span).clamp(0.0, 1.0) * plot_w;
+            let y = y_of(r.duration_us as f64);
+            let radius = 3.0 + (r.span_count as f64).log10().max(0.0) * 1.5;
+            let d = radius * 1.35;
             Dot {
                 x: format!("{x:.1}"),
-                y: format!("{:.1}", y_of(r.duration_us as f64)),
-                r: format!("{:.1}", 3.0 + (r.span_count as f64).log10().max(0.0) * 1.5),
+                y: format!("{y:.1}"),
+                r: format!("{radius:.1}"),
                 error: r.error_count > 0,
+                diamond: format!(
+                    "M{x:.1} {:.1}l{d:.1} {d:.1}l-{d:.1} {d:.1}l-{d:.1} -{d:.1}z",
+                    y - d
+                ),
                 href: format!("/traces/{}", r.trace_id.to_hex()),
                 title: format!(
                     "{}: {} — {}, {} spans{}",
@@ -912,341 +945,6 @@ async fn lookup(Query(p): Query<LookupParams>) -> Response {
     }
 }
 
-struct SpanRow {
-    index: usize,
-    /// The row's state classes (` error`, ` critical`, ...).
-    classes: String,
-    /// Index of the service's colour class in the page's style block.
-    color_class: usize,
-    depth: usize,
-    indent: String,
-    name: String,
-    service: String,
-    color: String,
-    left: String,
-    width: String,
-    /// The duration label's classes: after the bar, or before it near the
-    /// end.
-    label_class: &'static str,
-    duration: String,
-    offset: String,
-    error: bool,
-    incomplete: bool,
-    placeholder: bool,
-    kind: &'static str,
-    side: Option<&'static str>,
-    span_id: String,
-    legacy_span_id: Option<String>,
-    status_message: String,
-    attributes: Vec<(String, String)>,
-    events: Vec<(String, String)>,
-    warnings: Vec<String>,
-    has_children: bool,
-    critical: bool,
-    skew: Option<String>,
-    /// "Is this normal?": how this span compares with recent spans of its
-    /// operation, and whether it is far slower than usual.
-    typical: Option<String>,
-    unusual: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "trace.html")]
-struct TracePage {
-    trace_id: String,
-    legacy_id: Option<String>,
-    root: String,
-    start: String,
-    duration: String,
-    span_count: usize,
-    /// Levels in the tree.
-    depth: usize,
-    /// Trace duration in microseconds (the minimap's zoom relabels the axis).
-    total_us: u64,
-    error_count: usize,
-    services: Vec<(String, String)>,
-    warnings: Vec<String>,
-    ticks: Vec<(String, String)>,
-    rows: Vec<SpanRow>,
-    /// `.sN { --c: colour }` for each service (one rule instead of a style
-    /// attribute on every row).
-    color_classes: Vec<(usize, String)>,
-    /// Span details inside the page (small traces), or fetched when a row
-    /// opens (large ones: the page stays light).
-    inline_details: bool,
-}
-
-/// Traces up to this many spans carry every span's details in the page.
-pub const INLINE_DETAILS_MAX: usize = 1_000;
-
-#[derive(Template)]
-#[template(path = "span.html")]
-struct SpanPage {
-    trace_id: String,
-    r: SpanRow,
-}
-
-#[derive(Template)]
-#[template(path = "span_fragment.html")]
-struct SpanFragment {
-    r: SpanRow,
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.3}", x.clamp(0.0, 100.0))
-}
-
-/// Recent latency of an operation: (p50, p99, spans seen), in µs.
-type Typical = std::collections::HashMap<(String, String, &'static str), (u64, u64, u64)>;
-
-/// Spans seen before a span is judged against its operation's percentiles.
-const MIN_TYPICAL_SAMPLE: u64 = 20;
-
-/// What recent spans of each operation of these services looked like, over
-/// the last hour, from the index (a sample of the newest spans of each).
-async fn typical_of<'a>(q: &QueryService, services: impl IntoIterator<Item = &'a Node>) -> Typical {
-    let mut services: Vec<&str> = services
-        .into_iter()
-        .filter(|n| !n.placeholder)
-        .map(|n| n.service.as_str())
-        .collect();
-    services.sort_unstable();
-    services.dedup();
-    let mut out = Typical::new();
-    for svc in services {
-        if let Ok(stats) = q
-            .operation_stats_sampled(svc, Duration::from_secs(3_600), 500)
-            .await
-        {
-            for s in stats {
-                out.insert(
-                    (svc.to_string(), s.operation, s.kind.as_str()),
-                    (s.p50_us, s.p99_us, s.count),
-                );
-            }
-        }
-    }
-    out
-}
-
-fn trace_view(t: &Trace, highlight: Option<&str>, typical: &Typical) -> TracePage {
-    let mut class_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for n in &t.spans {
-        let next = class_of.len();
-        class_of.entry(n.service.as_str()).or_insert(next);
-    }
-    let mut color_classes: Vec<(usize, String)> = class_of
-        .iter()
-        .map(|(svc, i)| (*i, service_color(svc)))
-        .collect();
-    color_classes.sort();
-    use phosphor_store::model::Side;
-    let total = t.duration_ns().max(1) as f64;
-    let rows = t
-        .spans
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let left = (n.start_ns - t.start_ns) as f64 / total * 100.0;
-            let width = (n.duration_ns() as f64 / total * 100.0).min(100.0 - left);
-            // The duration label sits after the bar, or before it near the
-            // right edge.
-            let label_class = if left + width < 80.0 {
-                "dur"
-            } else {
-                "dur end"
-            };
-            let mut attributes: Vec<(String, String)> = n
-                .attributes
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.to_string()))
-                .collect();
-            attributes.extend(
-                n.resource
-                    .iter()
-                    .map(|kv| (format!("resource: {}", kv.key), kv.value.to_string())),
-            );
-            let flags = [
-                (n.is_error(), " error"),
-                (n.incomplete, " incomplete"),
-                (n.placeholder, " placeholder"),
-                (n.critical_ns > 0, " critical"),
-                (
-                    highlight.is_some_and(|h| h == n.span_id.to_hex()),
-                    " highlight",
-                ),
-            ];
-            SpanRow {
-                classes: flags
-                    .iter()
-                    .filter(|(on, _)| *on)
-                    .map(|(_, c)| *c)
-                    .collect(),
-                index: i,
-                color_class: class_of[n.service.as_str()],
-                depth: n.depth,
-                indent: format!("{:.1}", n.depth as f64 * 1.2),
-                name: n.name.clone(),
-                service: n.service.clone(),
-                color: service_color(&n.service),
-                left: pct(left),
-                width: pct(width),
-                label_class,
-                duration: human_duration(n.duration_ns()),
-                offset: human_duration(n.start_ns - t.start_ns),
-                error: n.is_error(),
-                incomplete: n.incomplete,
-                placeholder: n.placeholder,
-                kind: n.kind.as_str(),
-                side: n.side.map(|s| match s {
-                    Side::Client => "client",
-                    Side::Server => "server",
-                    Side::Event => "annotation",
-                }),
-                span_id: n.span_id.to_hex(),
-                legacy_span_id: n.legacy_span_id.clone(),
-                status_message: n.status_message.clone(),
-                attributes,
-                events: n
-                    .events
-                    .iter()
-                    .map(|e| {
-                        let name = if e.attributes.is_empty() {
-                            e.name.clone()
-                        } else {
-                            let attrs: Vec<String> = e
-                                .attributes
-                                .iter()
-                                .map(|kv| format!("{}={}", kv.key, kv.value))
-                                .collect();
-                            format!("{} ({})", e.name, attrs.join(", "))
-                        };
-                        (human_duration(e.time_ns.saturating_sub(t.start_ns)), name)
-                    })
-                    .collect(),
-                warnings: n.warnings.clone(),
-                has_children: !n.children.is_empty(),
-                critical: n.critical_ns > 0,
-                skew: (n.skew_shift_ns != 0).then(|| {
-                    let sign = if n.skew_shift_ns < 0 { "-" } else { "+" };
-                    format!("{sign}{}", human_duration(n.skew_shift_ns.unsigned_abs()))
-                }),
-                typical: typical
-                    .get(&(n.service.clone(), n.name.clone(), n.kind.as_str()))
-                    .filter(|(_, _, count)| *count >= MIN_TYPICAL_SAMPLE)
-                    .map(|(p50, p99, count)| {
-                        format!(
-                            "p50 {}, p99 {} over the last hour ({count} spans)",
-                            human_duration(p50 * 1_000),
-                            human_duration(p99 * 1_000)
-                        )
-                    }),
-                unusual: typical
-                    .get(&(n.service.clone(), n.name.clone(), n.kind.as_str()))
-                    .filter(|(p50, p99, count)| {
-                        let d = n.duration_ns() / 1_000;
-                        *count >= MIN_TYPICAL_SAMPLE && !n.incomplete && d > *p99 && d > p50 * 2
-                    })
-                    .map(|(p50, _, _)| {
-                        format!(
-                            "{:.1}× p50",
-                            (n.duration_ns() / 1_000) as f64 / (*p50).max(1) as f64
-                        )
-                    }),
-            }
-        })
-        .collect();
-    let root = t
-        .spans
-        .iter()
-        .find(|n| !n.placeholder)
-        .or(t.root())
-        .map(|r| format!("{}: {}", r.service, r.name))
-        .unwrap_or_default();
-    let ticks = (0..=4)
-        .map(|i| {
-            let f = i as f64 / 4.0;
-            (pct(f * 100.0), human_duration((total * f) as u64))
-        })
-        .collect();
-    TracePage {
-        color_classes,
-        inline_details: t.spans.len() <= INLINE_DETAILS_MAX,
-        trace_id: t.trace_id.to_hex(),
-        legacy_id: t.legacy_id.clone(),
-        root,
-        start: timestamp(t.start_ns),
-        duration: human_duration(t.duration_ns()),
-        span_count: t.spans.iter().filter(|n| !n.placeholder).count(),
-        depth: t.spans.iter().map(|n| n.depth + 1).max().unwrap_or(0),
-        total_us: t.duration_ns() / 1_000,
-        error_count: t.error_count(),
-        services: t
-            .services()
-            .into_iter()
-            .map(|s| (s.to_string(), service_color(s)))
-            .collect(),
-        warnings: t.warnings.clone(),
-        ticks,
-        rows,
-    }
-}
-
-#[derive(Deserialize)]
-struct SpanParams {
-    /// Only the detail block, for the waterfall to insert.
-    fragment: Option<String>,
-}
-
-/// One span's details: a page of its own (for reading without JavaScript),
-/// or the fragment the waterfall inserts when a row of a large trace opens.
-async fn span_page(
-    State(q): State<QueryService>,
-    Path((id, index)): Path<(String, usize)>,
-    Query(p): Query<SpanParams>,
-) -> Response {
-    let t = match q.trace(&id).await {
-        Ok(t) => t,
-        Err(e) => return error_page(e),
-    };
-    if index >= t.spans.len() {
-        return error_page(Error::TraceNotFound(format!("{id} span {index}")));
-    }
-    // Only the opened span's service: one row's details, not the whole
-    // trace's statistics.
-    let typical = typical_of(&q, &t.spans[index..=index]).await;
-    let view = trace_view(&t, None, &typical);
-    let trace_id = view.trace_id;
-    let Some(r) = view.rows.into_iter().nth(index) else {
-        return error_page(Error::TraceNotFound(format!("{id} span {index}")));
-    };
-    if p.fragment.is_some() {
-        render(&SpanFragment { r })
-    } else {
-        render(&SpanPage { trace_id, r })
-    }
-}
-
-#[derive(Deserialize)]
-struct TraceParams {
-    /// A span to open and show (the one a search matched).
-    span: Option<String>,
-}
-
-async fn trace_page(
-    State(q): State<QueryService>,
-    Path(id): Path<String>,
-    Query(p): Query<TraceParams>,
-) -> Response {
-    match q.trace(&id).await {
-        Ok(t) => {
-            let typical = typical_of(&q, &t.spans).await;
-            render(&trace_view(&t, p.span.as_deref(), &typical))
-        }
-        Err(e) => error_page(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1316,10 +1014,9 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains("card-api: authorise"));
         // The child starts 1ms into a 9ms trace, one level deep, and failed.
-        assert!(html.contains("--l:11.111"), "{html}");
-        assert!(html.contains("padding-left:1.2em"));
+        assert!(html.contains("style=\"--d:1;--l:11.111;"), "{html}");
         assert!(
-            html.contains("class=\"row s0 error critical\" id=\"span-1\""),
+            html.contains("class=\"row s0 error critical leaf\" id=\"span-1\""),
             "{html}"
         );
         assert!(!html.contains("<script>alert(1)</script>"));
@@ -1328,6 +1025,20 @@ mod tests {
                 || html.contains("&lt;script&gt;")
         );
         assert!(!html.contains("<img src=x"));
+        // What is looked for is shown back, escaped.
+        let (_, found) = get(
+            app.clone(),
+            &format!(
+                "/traces/{}?find=%3Cscript%3Ealert(2)%3C%2Fscript%3E",
+                "05".repeat(16)
+            ),
+        )
+        .await;
+        assert!(!found.contains("<script>alert(2)"));
+        assert!(
+            found.contains("&#60;script&#62;alert(2)") || found.contains("&lt;script&gt;alert(2)"),
+            "{found}"
+        );
 
         let (status, html) = get(app.clone(), "/").await;
         assert_eq!(status, StatusCode::OK);
@@ -1432,7 +1143,7 @@ mod tests {
         assert!(html.contains("<script src=\"/static/phosphor.js\" defer></script>"));
         // The child ends last and so is on the critical path; it is the
         // highlighted span.
-        assert!(html.contains(" error critical highlight\""), "{html}");
+        assert!(html.contains(" error critical leaf highlight\""), "{html}");
         assert!(html.contains("aria-expanded=\"true\""));
         let (status, js) = get(app.clone(), "/static/phosphor.js").await;
         assert_eq!(status, StatusCode::OK);
@@ -1544,6 +1255,117 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn traces_over_the_budget_hide_subtrees_that_load_as_fragments_or_pages() {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        // A root, 20 groups under it, 600 leaves under each: 12,021 spans.
+        let id_of = |i: u64| SpanId((i + 1).to_be_bytes());
+        let mut spans = Vec::new();
+        let mut push = |i: u64, parent: Option<u64>, name: String| {
+            let Fragment::Span(mut s) = span(1, None, "x", SpanStatus::Unset) else {
+                unreachable!()
+            };
+            s.span_id = id_of(i);
+            s.parent_span_id = parent.map(id_of);
+            s.name = name;
+            s.start_ns += i;
+            spans.push(Fragment::Span(s));
+        };
+        push(0, None, "root".into());
+        for g in 0..20 {
+            push(1 + g, Some(0), format!("group-{g}"));
+            for j in 0..600 {
+                push(100 + g * 1_000 + j, Some(1 + g), format!("leaf-{g}-{j}"));
+            }
+        }
+        store.write(&spans).unwrap();
+        let app = router(QueryService::new(Arc::new(store)));
+        let id = "05".repeat(16);
+        let (status, html) = get(app.clone(), &format!("/traces/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            html.contains("<dd>12,021 (depth 3)</dd>"),
+            "the header counts every span"
+        );
+        let shown = html.matches("<div class=\"row s").count();
+        assert!(
+            shown <= ROW_BUDGET && shown > ROW_BUDGET / 2,
+            "{shown} rows"
+        );
+        assert!(html.contains(&format!(
+            "{} of its 12,021 spans are shown",
+            trace::thousands(shown)
+        )));
+        // Collapsed groups say what they hold, and where to get it.
+        let collapsed = html.matches("show 600 spans below</a>").count();
+        assert!(collapsed >= 15, "{collapsed} collapsed groups");
+        let rows_link = html
+            .split("data-rows=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&#38;", "&")
+            .replace("&amp;", "&");
+        let version = html
+            .split("data-version=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(rows_link.contains(&format!("&v={version}")), "{rows_link}");
+        let (status, frag) = get(app.clone(), &rows_link).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!frag.contains("<html"));
+        assert_eq!(frag.matches("<div class=\"row s").count(), 600);
+        assert!(frag.contains(">leaf-") && frag.contains("--d:2;"));
+        // A page that changed since is not patched with the wrong rows.
+        let (status, _) = get(
+            app.clone(),
+            &rows_link.replace(&version, "0123456789abcdef"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, msg) = get(
+            app.clone(),
+            &format!("/traces/{id}/rows?under=0&from=9&to=3"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(msg.contains("not a range"), "{msg}");
+        // Without JavaScript: the subtree's own page.
+        let under = rows_link
+            .split("under=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let (status, page) = get(app.clone(), &format!("/traces/{id}?under={under}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("Showing the 600 spans under card-api: group-"),
+            "{page}"
+        );
+        assert_eq!(page.matches("<div class=\"row s").count(), 601);
+        // Find reaches a span the page does not show, and shows it.
+        assert!(!html.contains(">leaf-19-599<"));
+        let (_, found) = get(app.clone(), &format!("/traces/{id}?find=LEAF-19-599")).await;
+        assert!(
+            found.contains("1 span of the whole trace matches"),
+            "{found}"
+        );
+        assert!(found.contains(" match\" id=\"span-") && found.contains(">leaf-19-599<"));
+        // So does a link to it.
+        let leaf = format!("{:016x}", 100 + 19 * 1_000 + 599 + 1);
+        let (_, linked) = get(app, &format!("/traces/{id}?span={leaf}")).await;
+        assert!(linked.contains(" highlight\" id=\"span-") && linked.contains(">leaf-19-599<"));
+    }
+
+    #[tokio::test]
     async fn large_traces_fetch_span_details_when_a_row_opens() {
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
@@ -1563,12 +1385,27 @@ mod tests {
         let id = "05".repeat(16);
         let (_, html) = get(app.clone(), &format!("/traces/{id}")).await;
         assert_eq!(
-            html.matches("<div class=\"row").count(),
+            html.matches("<div class=\"row s").count(),
             INLINE_DETAILS_MAX + 1
         );
         assert!(!html.contains("<details"), "plain rows for large traces");
         assert!(!html.contains("<dt>Span ID</dt>"), "no inline details");
-        assert!(html.contains(&format!("<a class=\"op\" href=\"{id}/spans/7\">op-")));
+        assert!(html.contains("<a class=\"op\" href=\"?detail=7\">op-"));
+        // Without JavaScript, that link leads to the span's own page.
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get(format!("/traces/{id}?detail=7"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            resp.headers()[header::LOCATION],
+            format!("/traces/{id}/spans/7").as_str()
+        );
         let (status, frag) = get(app.clone(), &format!("/traces/{id}/spans/7?fragment=1")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(

@@ -1,50 +1,137 @@
 // phosphor UI: small, dependency-free interaction on top of server-rendered
-// pages (which read fine without it).
+// pages (which read fine without it). Nothing here walks every row when a
+// page loads: large traces stay quick to open.
 "use strict";
 
-// Waterfall: collapse and expand a span's subtree.
-document.addEventListener("click", (e) => {
-  const btn = e.target.closest("button.toggle");
+const waterfall = document.querySelector(".waterfall");
+
+// The waterfall's rows come in blocks (div.rows) that the browser can skip
+// while off screen; these walk the rows across blocks, in page order.
+function nextRow(r) {
+  if (r.nextElementSibling) return r.nextElementSibling;
+  const block = r.parentElement.nextElementSibling;
+  return block && block.classList.contains("rows") ? block.firstElementChild : null;
+}
+function prevRow(r) {
+  if (r.previousElementSibling) return r.previousElementSibling;
+  const block = r.parentElement.previousElementSibling;
+  return block && block.classList.contains("rows") ? block.lastElementChild : null;
+}
+const depthOf = (r) => Number(r.style.getPropertyValue("--d"));
+const setToggle = (btn, open) => {
+  btn.setAttribute("aria-expanded", String(open));
+  btn.textContent = open ? "▾" : "▸";
+};
+
+// Collapse or expand a span's subtree (the rows already on the page).
+function setExpanded(row, expand) {
+  const btn = row.querySelector("button.toggle");
   if (!btn) return;
-  e.preventDefault();
-  e.stopPropagation();
-  const row = btn.closest(".row");
-  const depth = Number(row.dataset.depth);
-  const collapse = btn.getAttribute("aria-expanded") === "true";
-  btn.setAttribute("aria-expanded", String(!collapse));
-  btn.textContent = collapse ? "▸" : "▾";
-  for (let next = row.nextElementSibling; next && Number(next.dataset.depth) > depth; next = next.nextElementSibling) {
-    next.hidden = collapse;
-    const inner = next.querySelector("button.toggle");
-    if (!collapse && inner) {
-      inner.setAttribute("aria-expanded", "true");
-      inner.textContent = "▾";
-    }
+  setToggle(btn, expand);
+  const depth = depthOf(row);
+  for (let next = nextRow(row); next && depthOf(next) > depth; next = nextRow(next)) {
+    next.hidden = !expand;
+    const inner = expand && next.querySelector("button.toggle");
+    if (inner && !next.querySelector("a.more")) setToggle(inner, true);
   }
+}
+
+// A hidden part of a large trace: fetch its rows and put them where the row
+// that stood for them is. (Without JavaScript the link opens a page of it.)
+const status = document.getElementById("find-count");
+async function loadRows(link) {
+  if (link.dataset.loading) return;
+  link.dataset.loading = "1";
+  const row = link.closest(".row");
+  const resp = await fetch(link.dataset.rows);
+  if (!resp.ok) {
+    delete link.dataset.loading;
+    if (status) status.textContent = "⚠ " + (await resp.text());
+    return;
+  }
+  const html = await resp.text();
+  // Split the block after the row, and put the new blocks in between.
+  const block = row.parentElement;
+  const tail = document.createElement("div");
+  tail.className = "rows";
+  while (row.nextSibling) tail.appendChild(row.nextSibling);
+  tail.style.setProperty("--n", String(tail.childElementCount));
+  block.style.setProperty("--n", String(block.childElementCount));
+  if (tail.firstElementChild) block.after(tail);
+  block.insertAdjacentHTML("afterend", html);
+  if (row.classList.contains("gap")) {
+    const first = nextRow(row);
+    row.remove();
+    if (!block.firstElementChild) block.remove();
+    if (first && document.activeElement === document.body) focusRow(first);
+  } else {
+    link.remove();
+    row.classList.remove("collapsed");
+    const btn = row.querySelector("button.toggle");
+    if (btn) setToggle(btn, true);
+  }
+}
+
+document.addEventListener("click", (e) => {
+  const more = e.target.closest(".waterfall a.more");
+  if (more && !(e.metaKey || e.ctrlKey || e.shiftKey)) {
+    e.preventDefault();
+    loadRows(more);
+    return;
+  }
+  const btn = e.target.closest(".waterfall button.toggle");
+  if (btn) {
+    e.preventDefault();
+    e.stopPropagation();
+    const row = btn.closest(".row");
+    const hidden = row.querySelector("a.more");
+    if (hidden) loadRows(hidden);
+    else setExpanded(row, btn.getAttribute("aria-expanded") !== "true");
+    return;
+  }
+  // Large traces: plain rows whose details are fetched when a row is
+  // clicked (without JavaScript, the operation name links to the span's
+  // own page).
+  const row = e.target.closest(".waterfall div.row");
+  if (!row || row.classList.contains("gap") || e.target.closest(".detail") || e.metaKey || e.ctrlKey || e.shiftKey) return;
+  e.preventDefault();
+  toggleDetail(row);
 });
 
-// Large traces: plain rows whose details are fetched when a row is clicked
-// (without JavaScript, the operation name links to the span's own page).
 async function toggleDetail(row) {
   const open = row.querySelector(":scope > .detail");
   if (open) { open.remove(); return; }
-  const link = row.querySelector("a.op");
-  if (!link) return;
-  const resp = await fetch(link.href + "?fragment=1");
+  if (!row.id.startsWith("span-")) return;
+  const resp = await fetch(`/traces/${waterfall.dataset.trace}/spans/${row.id.slice(5)}?fragment=1&v=${waterfall.dataset.version}`);
   if (resp.ok) row.insertAdjacentHTML("beforeend", await resp.text());
+  else if (status) status.textContent = "⚠ " + (await resp.text());
 }
-document.addEventListener("click", (e) => {
-  const line = e.target.closest(".waterfall .row > .line");
-  if (!line || e.target.closest("button.toggle") || e.metaKey || e.ctrlKey || e.shiftKey) return;
-  e.preventDefault();
-  toggleDetail(line.parentElement);
-});
 
-// Open and show the span a search matched.
-const highlighted = document.querySelector(".row.highlight");
+// One row at a time is in the tab order (the one last focused; at first the
+// first row): Tab reaches the waterfall, j / k move within it.
+let current = null;
+function focusRow(row) {
+  const target = row.tagName === "DETAILS" ? row.querySelector("summary") : row;
+  if (target.tagName === "DIV") {
+    if (current && current !== target) current.tabIndex = -1;
+    target.tabIndex = 0;
+    current = target;
+  }
+  target.focus();
+  return target;
+}
+if (waterfall) {
+  const first = waterfall.querySelector(".rows > div.row");
+  if (first) { first.tabIndex = 0; current = first; }
+}
+
+// Open and show the span a search matched, or the first match of a find.
+const highlighted = document.querySelector(".row.highlight") || document.querySelector(".waterfall .row.match");
 if (highlighted) {
-  if (highlighted instanceof HTMLDetailsElement) highlighted.open = true;
-  else toggleDetail(highlighted);
+  if (highlighted.classList.contains("highlight")) {
+    if (highlighted instanceof HTMLDetailsElement) highlighted.open = true;
+    else toggleDetail(highlighted);
+  }
   highlighted.scrollIntoView({ block: "center" });
 }
 
@@ -71,46 +158,61 @@ if (uploadForm) {
   });
 }
 
-// Find in trace: highlight the spans whose name, service, attributes or
-// events contain the text, dim the rest, and say how many.
+// Find in trace: as you type, mark the rows on the page whose text holds
+// it and dim the rest. Small traces carry every span's details, so that is
+// the whole search; on larger ones Enter asks the server, which searches
+// every span's attributes too and shows the matches however deep.
 const find = document.getElementById("find");
-if (find) {
-  const rows = Array.from(document.querySelectorAll(".waterfall .row"));
-  const count = document.getElementById("find-count");
+if (find && waterfall) {
+  const server = waterfall.dataset.find === "server";
   find.addEventListener("input", () => {
     const q = find.value.trim().toLowerCase();
     let n = 0;
-    for (const r of rows) {
+    for (const r of waterfall.getElementsByClassName("row")) {
       const hit = q !== "" && r.textContent.toLowerCase().includes(q);
       r.classList.toggle("match", hit);
       r.classList.toggle("dim", q !== "" && !hit);
       if (hit) n++;
     }
-    count.textContent = q === "" ? "" : `${n} span${n === 1 ? "" : "s"} match`;
+    const spans = `${n} span${n === 1 ? "" : "s"}`;
+    status.textContent = q === "" ? "" : server
+      ? `${spans} on the page match by name; press Enter to search all ${waterfall.dataset.spans} spans, attributes included`
+      : `${spans} match`;
   });
+  find.form.addEventListener("submit", (e) => { if (!server) e.preventDefault(); });
 }
 
-// Keyboard: j/k move between rows, Enter opens (the browser's own), left and
-// right collapse and expand, / goes to Find.
+// Keyboard: j/k (and ↓/↑) move between rows, Enter opens, ← / → collapse
+// and expand (loading a hidden subtree), / goes to Find.
+const rowOf = (el) => el && el.closest && el.closest(".waterfall .row");
+function visibleFrom(row, step) {
+  let r = step(row);
+  while (r && r.hidden) r = step(r);
+  return r;
+}
 document.addEventListener("keydown", (e) => {
   if (e.target instanceof HTMLInputElement) {
     if (e.key === "Escape") e.target.blur();
     return;
   }
-  const summaries = Array.from(document.querySelectorAll(".waterfall .row:not([hidden]) > summary, .waterfall .row:not([hidden]) > .line"));
-  if (summaries.length === 0) return;
-  const at = summaries.indexOf(document.activeElement);
-  if (e.key === "j" || e.key === "k") {
-    const next = e.key === "j" ? Math.min(at + 1, summaries.length - 1) : Math.max(at - 1, 0);
-    summaries[at < 0 ? 0 : next].focus();
+  if (!waterfall || e.altKey || e.ctrlKey || e.metaKey) return;
+  const at = rowOf(document.activeElement);
+  const down = e.key === "j" || (e.key === "ArrowDown" && at);
+  const up = e.key === "k" || (e.key === "ArrowUp" && at);
+  if (down || up) {
+    const first = waterfall.querySelector(".rows > .row:not([hidden])");
+    const next = at ? visibleFrom(at, down ? nextRow : prevRow) : first;
+    if (next) focusRow(next);
     e.preventDefault();
-  } else if (e.key === "Enter" && at >= 0 && summaries[at].classList.contains("line")) {
-    toggleDetail(summaries[at].parentElement);
+  } else if (e.key === "Enter" && at && document.activeElement === at && at.tagName === "DIV") {
+    const more = at.querySelector("a.more");
+    if (at.classList.contains("gap") && more) loadRows(more); else toggleDetail(at);
     e.preventDefault();
-  } else if ((e.key === "ArrowLeft" || e.key === "ArrowRight") && at >= 0) {
-    const btn = summaries[at].querySelector("button.toggle");
-    const expanded = btn && btn.getAttribute("aria-expanded") === "true";
-    if (btn && expanded === (e.key === "ArrowLeft")) btn.click();
+  } else if ((e.key === "ArrowLeft" || e.key === "ArrowRight") && at) {
+    const btn = at.querySelector("button.toggle");
+    const more = at.querySelector("a.more");
+    if (e.key === "ArrowRight" && more) loadRows(more);
+    else if (btn && (btn.getAttribute("aria-expanded") === "true") === (e.key === "ArrowLeft")) setExpanded(at, e.key === "ArrowRight");
     e.preventDefault();
   } else if (e.key === "/" && find) {
     find.focus();
@@ -118,27 +220,13 @@ document.addEventListener("keydown", (e) => {
   }
 });
 
-// Minimap: the whole trace in small; drag across it to zoom the waterfall to
-// that stretch of time, double-click to see all of it again.
-const minimap = document.getElementById("minimap");
-const waterfall = document.querySelector(".waterfall");
+// Minimap: the whole trace in small (drawn by the server); drag across it
+// to zoom the waterfall to that stretch of time, double-click to see all of
+// it again.
+const minimap = document.querySelector(".minimap");
 if (minimap && waterfall) {
-  const box = minimap.parentElement;
   const win = document.getElementById("minimap-window");
-  const tracks = Array.from(waterfall.querySelectorAll(".row .wf-track"));
   const totalUs = Number(waterfall.dataset.totalUs || 0);
-  const draw = () => {
-    minimap.width = minimap.clientWidth;
-    const ctx = minimap.getContext("2d");
-    const h = minimap.height;
-    const rowH = Math.max(h / Math.max(tracks.length, 1), 0.5);
-    tracks.forEach((t, i) => {
-      const l = parseFloat(t.style.getPropertyValue("--l")) / 100;
-      const w = Math.max(parseFloat(t.style.getPropertyValue("--w")) / 100, 0.002);
-      ctx.fillStyle = t.closest(".row").classList.contains("error") ? "#c0172b" : "#3b82f6";
-      ctx.fillRect(l * minimap.width, (i / tracks.length) * h, w * minimap.width, Math.max(rowH, 1));
-    });
-  };
   const human = (us) => us < 1000 ? `${us.toFixed(0)}µs` : us < 1e6 ? `${(us / 1000).toFixed(2)}ms` : `${(us / 1e6).toFixed(2)}s`;
   const zoom = (a, b) => {
     // a and b are fractions of the trace.
@@ -152,8 +240,8 @@ if (minimap && waterfall) {
     }
   };
   let start = null;
-  const frac = (e) => Math.min(Math.max((e.clientX - box.getBoundingClientRect().left) / box.clientWidth, 0), 1);
-  box.addEventListener("mousedown", (e) => { start = frac(e); e.preventDefault(); });
+  const frac = (e) => Math.min(Math.max((e.clientX - minimap.getBoundingClientRect().left) / minimap.clientWidth, 0), 1);
+  minimap.addEventListener("mousedown", (e) => { start = frac(e); e.preventDefault(); });
   window.addEventListener("mousemove", (e) => {
     if (start === null) return;
     const x = frac(e);
@@ -167,7 +255,5 @@ if (minimap && waterfall) {
     start = null;
     if (b - a > 0.005) zoom(a, b); else zoom(0, 1);
   });
-  box.addEventListener("dblclick", () => zoom(0, 1));
-  draw();
-  window.addEventListener("resize", draw);
+  minimap.addEventListener("dblclick", () => zoom(0, 1));
 }
