@@ -71,6 +71,7 @@ const complete = (items, k) => items.length === 1000 && items.every((r, j) => !r
 
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page.setDefaultTimeout(90000); // a busy machine is slow, not wrong
   page.on("pageerror", (e) => { throw e; });
   await page.goto(`${base}/traces/${traceId}`);
   const url = page.url();
@@ -172,6 +173,7 @@ try {
   for (const scheme of ["light", "dark"]) {
     const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 }, colorScheme: scheme });
     const p = await ctx.newPage();
+    p.setDefaultTimeout(90000); // a busy machine is slow, not wrong
     await p.goto(url);
     const c = await contrasts(p, [
       { name: "hidden-part links", selector: ".waterfall a.more", min: 4.5 },
@@ -188,6 +190,7 @@ try {
   // find works as a form.
   const nojs = await browser.newContext({ viewport: { width: 1400, height: 900 }, javaScriptEnabled: false });
   const p = await nojs.newPage();
+  p.setDefaultTimeout(90000); // a busy machine is slow, not wrong
   await p.goto(url);
   const link = await p.$eval(".waterfall .row.collapsed a.more", (a) => ({ href: a.getAttribute("href"), name: a.closest(".row").querySelector(".op").textContent }));
   check(/\?under=\d+/.test(link.href), "without JavaScript a collapsed row links to a page of its subtree");

@@ -73,6 +73,8 @@ pub struct TreeIndex {
     /// node `i`.
     errors: Vec<usize>,
     critical: Vec<usize>,
+    /// Running time on the critical path.
+    critical_ns: Vec<u64>,
     /// Each node's colour class, and the classes' colours.
     class: Vec<usize>,
     colors: Vec<String>,
@@ -112,6 +114,11 @@ impl TreeIndex {
         };
         let errors = running(&|node: &Node| node.is_error());
         let critical = running(&|node: &Node| node.critical_ns > 0);
+        let mut critical_ns = Vec::with_capacity(n + 1);
+        critical_ns.push(0);
+        for node in &t.spans {
+            critical_ns.push(critical_ns[critical_ns.len() - 1] + node.critical_ns);
+        }
         let mut class_of: HashMap<&str, usize> = HashMap::new();
         let mut colors = Vec::new();
         let class = t
@@ -138,10 +145,19 @@ impl TreeIndex {
             roots,
             errors,
             critical,
+            critical_ns,
             class,
             colors,
             version: format!("{h:016x}"),
         }
+    }
+
+    /// Spans on the critical path among nodes `a..b`, and their time there.
+    fn critical_in(&self, a: usize, b: usize) -> (usize, u64) {
+        (
+            self.critical[b] - self.critical[a],
+            self.critical_ns[b] - self.critical_ns[a],
+        )
     }
 
     fn siblings<'a>(&'a self, t: &'a Trace, parent: Option<usize>) -> &'a [usize] {
@@ -423,8 +439,13 @@ async fn typical_of<'a>(s: &AppState, spans: impl IntoIterator<Item = &'a Node>)
 }
 
 /// Spans and what their subtrees hold, said in words: "1,234 spans (3
-/// errors, 2 on the critical path, 5 match)".
-fn spans_said(spans: usize, errors: usize, critical: usize, matched: usize) -> String {
+/// errors, 2 on the critical path for 1.20ms, 5 match)".
+fn spans_said(
+    spans: usize,
+    errors: usize,
+    (critical, critical_ns): (usize, u64),
+    matched: usize,
+) -> String {
     let mut s = format!(
         "{} span{}",
         thousands(spans),
@@ -439,7 +460,11 @@ fn spans_said(spans: usize, errors: usize, critical: usize, matched: usize) -> S
         ));
     }
     if critical > 0 {
-        extra.push(format!("{} on the critical path", thousands(critical)));
+        extra.push(format!(
+            "{} on the critical path for {}",
+            thousands(critical),
+            human_duration(critical_ns)
+        ));
     }
     if matched > 0 {
         extra.push(format!("{} match", thousands(matched)));
@@ -619,7 +644,7 @@ impl RowContext<'_> {
                     spans_said(
                         b - a,
                         ix.errors[b] - ix.errors[a],
-                        ix.critical[b] - ix.critical[a],
+                        ix.critical_in(a, b),
                         self.matched_in(a, b)
                     )
                 ),
@@ -757,7 +782,7 @@ impl RowContext<'_> {
             spans_said(
                 end - start,
                 ix.errors[end] - ix.errors[start],
-                ix.critical[end] - ix.critical[start],
+                ix.critical_in(start, end),
                 self.matched_in(start, end)
             )
         );
@@ -1246,7 +1271,7 @@ fn trace_view(
         let said = match (scope.parent, whole_list) {
             (Some(u), true) => format!(
                 "the {} under {}",
-                spans_said(range.len(), 0, 0, 0),
+                spans_said(range.len(), 0, (0, 0), 0),
                 label(&t.spans[u])
             ),
             (parent, _) => format!(
@@ -1258,7 +1283,7 @@ fn trace_view(
                     Some(u) => format!("calls under {}", label(&t.spans[u])),
                     None => "roots".into(),
                 },
-                spans_said(range.len(), 0, 0, 0)
+                spans_said(range.len(), 0, (0, 0), 0)
             ),
         };
         let mut params = Vec::new();
@@ -1684,8 +1709,8 @@ mod tests {
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(thousands(999), "999");
         assert_eq!(
-            spans_said(1_234, 3, 1, 0),
-            "1,234 spans (3 errors, 1 on the critical path)"
+            spans_said(1_234, 3, (1, 1_200_000), 0),
+            "1,234 spans (3 errors, 1 on the critical path for 1.20ms)"
         );
     }
 
