@@ -286,7 +286,6 @@ fn plan(t: &Trace, ix: &TreeIndex, scope: Scope, budget: usize, forced: &Forced<
                         if !shown[c] {
                             shown[c] = true;
                             take -= 1;
-                            count += 1;
                         }
                     }
                 }
