@@ -275,15 +275,15 @@ async fn a_trace_over_the_row_budget_in_headless_chromium() {
     };
     let data = tempfile::tempdir().unwrap();
     let s = Server::start(&data.path().join("data"), &[]);
-    // 10,011 spans (just over the 10,000 that render whole), and 100,101.
+    // 10,101 spans (just over the 10,000 that render whole), and 100,101.
     let trace_id = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
     let huge_id = "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
     let started = Instant::now();
     store_trace(
         &s,
         trace_id,
-        sharded_trace(0x5a, 10, 1_000, &[(3, 500), (6, 7)]),
-        10_011,
+        sharded_trace(0x5a, 100, 100, &[(3, 50), (6, 7)]),
+        10_101,
     )
     .await;
     store_trace(
@@ -304,7 +304,7 @@ async fn a_trace_over_the_row_budget_in_headless_chromium() {
         .arg(s.url(""))
         .arg(&shots)
         .arg(trace_id)
-        .arg(format!("{:016x}", 12 + 5 * 1_000 + 777))
+        .arg(format!("{:016x}", 2 + 100 + 5 * 100 + 77))
         .arg(huge_id)
         .output()
         .await

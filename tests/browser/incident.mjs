@@ -21,6 +21,7 @@ const browser = await chromium.launch({
          "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+page.setDefaultTimeout(90000); // a busy machine is slow, not wrong
 const cspViolations = [];
 page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
 page.on("pageerror", (e) => { throw e; });
@@ -35,8 +36,9 @@ try {
   check((await page.$$(".scatter a.dot.error")).length === rows.length, "one red dot per result in the scatter plot");
   await page.screenshot({ path: `${shots}/search.png`, fullPage: true });
 
-  // 2. Open a trace from the scatter plot.
-  await Promise.all([page.waitForNavigation(), page.click(".scatter a.dot")]);
+  // 2. Open a trace from the scatter plot (the last dot drawn: no other dot
+  // can lie on top of it).
+  await Promise.all([page.waitForNavigation(), page.click(".scatter a.dot:last-of-type")]);
   check(page.url().includes("/traces/"), "a dot opens its trace");
   const spanRows = await page.$$(".waterfall .row");
   check(spanRows.length > 3, `the waterfall has rows (${spanRows.length})`);
@@ -175,6 +177,7 @@ try {
   for (const scheme of ["light", "dark"]) {
     const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 }, colorScheme: scheme });
     const p = await ctx.newPage();
+    p.setDefaultTimeout(90000); // a busy machine is slow, not wrong
     p.on("pageerror", (e) => { throw e; });
     await p.goto(`${base}/search?status=error&lookback=1h`);
     check(await p.evaluate((s) => matchMedia(`(prefers-color-scheme: ${s})`).matches, scheme), `${scheme}: the page sees the ${scheme} scheme`);

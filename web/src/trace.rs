@@ -5,8 +5,11 @@
 //! render a row for every span. Larger ones get a row budget
 //! ([`ROW_BUDGET`]): the rows that must be seen first (the span a link
 //! points at, spans matching a find, the critical path, some errors, each
-//! with its ancestors), then the tree breadth-first while whole sibling
-//! lists fit. A span whose children did not fit is one collapsed row that
+//! with its ancestors), then the tree breadth-first a level at a time:
+//! whole levels while they fit; a level that does not fit is shared out
+//! evenly among its sibling lists (each showing its first calls), or left
+//! hidden when the shares would be tiny. A span whose children did not fit
+//! is one collapsed row that
 //! says how many spans (errors, critical-path spans, find matches) are
 //! hidden under it; a run of siblings that did not fit is one "more" row
 //! saying the same. Both link to a page of that subtree (reading without
@@ -47,6 +50,10 @@ pub const FULL_RENDER_MAX: usize = 10_000;
 /// (plus the rows that must be seen, and one row per hidden run).
 pub const ROW_BUDGET: usize = 2_000;
 
+/// Fewest rows each sibling list of a level gets when the level does not
+/// fit whole; with less, the level stays collapsed.
+const MIN_SHARE: usize = 20;
+
 /// Rows per block: the browser skips laying out blocks off screen
 /// (`content-visibility`), which is much cheaper per block than per row.
 const ROWS_PER_BLOCK: usize = 100;
@@ -73,6 +80,8 @@ pub struct TreeIndex {
     /// node `i`.
     errors: Vec<usize>,
     critical: Vec<usize>,
+    /// Running time on the critical path.
+    critical_ns: Vec<u64>,
     /// Each node's colour class, and the classes' colours.
     class: Vec<usize>,
     colors: Vec<String>,
@@ -112,6 +121,11 @@ impl TreeIndex {
         };
         let errors = running(&|node: &Node| node.is_error());
         let critical = running(&|node: &Node| node.critical_ns > 0);
+        let mut critical_ns = Vec::with_capacity(n + 1);
+        critical_ns.push(0);
+        for node in &t.spans {
+            critical_ns.push(critical_ns[critical_ns.len() - 1] + node.critical_ns);
+        }
         let mut class_of: HashMap<&str, usize> = HashMap::new();
         let mut colors = Vec::new();
         let class = t
@@ -138,10 +152,19 @@ impl TreeIndex {
             roots,
             errors,
             critical,
+            critical_ns,
             class,
             colors,
             version: format!("{h:016x}"),
         }
+    }
+
+    /// Spans on the critical path among nodes `a..b`, and their time there.
+    fn critical_in(&self, a: usize, b: usize) -> (usize, u64) {
+        (
+            self.critical[b] - self.critical[a],
+            self.critical_ns[b] - self.critical_ns[a],
+        )
     }
 
     fn siblings<'a>(&'a self, t: &'a Trace, parent: Option<usize>) -> &'a [usize] {
@@ -234,41 +257,55 @@ fn plan(t: &Trace, ix: &TreeIndex, scope: Scope, budget: usize, forced: &Forced<
             }
         }
     }
-    // Breadth-first: a node's children are shown all together when they
-    // fit; a long list is cut (the rest becomes one row) only while most
-    // of the budget is left, so one huge fan-out cannot starve the rest.
-    let mut queue: VecDeque<usize> = VecDeque::new();
-    let mut take = |list: &[usize], first: bool, count: &mut usize, queue: &mut VecDeque<usize>| {
-        let hidden = list.iter().filter(|&&c| !shown[c]).count();
-        if hidden > 0 && *count < budget {
-            let room = budget - *count;
-            let n = if hidden <= room {
-                hidden
-            } else if first || room >= budget / 4 {
-                room.saturating_sub(1).max(1)
-            } else {
-                0
-            };
-            let mut left = n;
-            for &c in list {
-                if left == 0 {
-                    break;
-                }
-                if !shown[c] {
-                    shown[c] = true;
-                    left -= 1;
+    // Breadth-first, a level at a time: a level is shown whole when it
+    // fits. When it does not, and each of its sibling lists can still have
+    // MIN_SHARE rows, each list gets an equal share (the rest of it one
+    // "more" row); otherwise the level stays hidden, its parents collapsed
+    // rows. Either way the planning stops there: the top of the tree is
+    // shown to an even depth, every hidden part one row at its edge.
+    let mut level: Vec<&[usize]> = vec![scope.top(t, ix)];
+    let mut first = true;
+    while !level.is_empty() {
+        let hidden: Vec<usize> = level
+            .iter()
+            .map(|l| l.iter().filter(|&&c| !shown[c]).count())
+            .collect();
+        let total: usize = hidden.iter().sum();
+        let fits = count + total <= budget;
+        if !fits {
+            let room = budget.saturating_sub(count);
+            let lists = hidden.iter().filter(|&&h| h > 0).count().max(1);
+            let share = room / lists;
+            if share >= MIN_SHARE || (first && room > 0) {
+                for (l, &h) in level.iter().zip(&hidden) {
+                    let mut take = if h <= share { h } else { share.max(2) - 1 };
+                    for &c in l.iter() {
+                        if take == 0 {
+                            break;
+                        }
+                        if !shown[c] {
+                            shown[c] = true;
+                            take -= 1;
+                        }
+                    }
                 }
             }
-            *count += n;
-        }
-        queue.extend(list.iter().copied().filter(|&c| shown[c]));
-    };
-    take(scope.top(t, ix), true, &mut count, &mut queue);
-    while let Some(i) = queue.pop_front() {
-        if count >= budget {
             break;
         }
-        take(&t.spans[i].children, false, &mut count, &mut queue);
+        let mut next: Vec<&[usize]> = Vec::new();
+        for l in &level {
+            for &c in l.iter() {
+                if !shown[c] {
+                    shown[c] = true;
+                    count += 1;
+                }
+                if !t.spans[c].children.is_empty() {
+                    next.push(&t.spans[c].children);
+                }
+            }
+        }
+        level = next;
+        first = false;
     }
     let mut items = Vec::new();
     let mut i = range.start;
@@ -423,8 +460,13 @@ async fn typical_of<'a>(s: &AppState, spans: impl IntoIterator<Item = &'a Node>)
 }
 
 /// Spans and what their subtrees hold, said in words: "1,234 spans (3
-/// errors, 2 on the critical path, 5 match)".
-fn spans_said(spans: usize, errors: usize, critical: usize, matched: usize) -> String {
+/// errors, 2 on the critical path for 1.20ms, 5 match)".
+fn spans_said(
+    spans: usize,
+    errors: usize,
+    (critical, critical_ns): (usize, u64),
+    matched: usize,
+) -> String {
     let mut s = format!(
         "{} span{}",
         thousands(spans),
@@ -439,7 +481,11 @@ fn spans_said(spans: usize, errors: usize, critical: usize, matched: usize) -> S
         ));
     }
     if critical > 0 {
-        extra.push(format!("{} on the critical path", thousands(critical)));
+        extra.push(format!(
+            "{} on the critical path for {}",
+            thousands(critical),
+            human_duration(critical_ns)
+        ));
     }
     if matched > 0 {
         extra.push(format!("{} match", thousands(matched)));
@@ -619,7 +665,7 @@ impl RowContext<'_> {
                     spans_said(
                         b - a,
                         ix.errors[b] - ix.errors[a],
-                        ix.critical[b] - ix.critical[a],
+                        ix.critical_in(a, b),
                         self.matched_in(a, b)
                     )
                 ),
@@ -757,7 +803,7 @@ impl RowContext<'_> {
             spans_said(
                 end - start,
                 ix.errors[end] - ix.errors[start],
-                ix.critical[end] - ix.critical[start],
+                ix.critical_in(start, end),
                 self.matched_in(start, end)
             )
         );
@@ -1246,7 +1292,7 @@ fn trace_view(
         let said = match (scope.parent, whole_list) {
             (Some(u), true) => format!(
                 "the {} under {}",
-                spans_said(range.len(), 0, 0, 0),
+                spans_said(range.len(), 0, (0, 0), 0),
                 label(&t.spans[u])
             ),
             (parent, _) => format!(
@@ -1258,7 +1304,7 @@ fn trace_view(
                     Some(u) => format!("calls under {}", label(&t.spans[u])),
                     None => "roots".into(),
                 },
-                spans_said(range.len(), 0, 0, 0)
+                spans_said(range.len(), 0, (0, 0), 0)
             ),
         };
         let mut params = Vec::new();
@@ -1567,15 +1613,26 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert!(
-            shown.len() <= 2_000 && shown.len() > 1_000,
-            "{}",
-            shown.len()
-        );
-        // Breadth-first: every level above the cut is whole (levels 0..=9
-        // hold 1,023 spans; level 10 does not fit whole in what is left).
+        // Whole levels: 0..=9 hold 1,023 spans; level 10 (1,024) does not
+        // fit in what is left, and its 512 pairs would get one row each,
+        // so it stays hidden: level 9's spans are collapsed rows.
+        assert_eq!(shown.len(), 1_023);
         let depth_max = shown.iter().map(|&i| t.spans[i].depth).max().unwrap();
-        for d in 0..depth_max {
+        assert_eq!(depth_max, 9);
+        assert_eq!(
+            items
+                .iter()
+                .filter(|i| matches!(
+                    i,
+                    Item::Span {
+                        collapsed: true,
+                        ..
+                    }
+                ))
+                .count(),
+            512
+        );
+        for d in 0..=depth_max {
             assert_eq!(
                 shown.iter().filter(|&&i| t.spans[i].depth == d).count(),
                 1 << d,
@@ -1638,6 +1695,32 @@ mod tests {
     }
 
     #[test]
+    fn a_level_that_does_not_fit_is_shared_out_among_its_lists() {
+        // A root, 10 groups, 1,000 leaves under each.
+        let mut spans = vec![(None, 0, 100_000_000)];
+        spans.extend((0..10).map(|g| (Some(0), g as u64, 90_000_000)));
+        for g in 0..10usize {
+            spans.extend((0..1_000).map(|j| (Some(1 + g), 100 + j as u64, 1_000_000)));
+        }
+        let t = trace_of(&spans);
+        let ix = TreeIndex::new(&t);
+        let scope = Scope::whole(&ix);
+        let items = plan(&t, &ix, scope, 2_000, &[]);
+        check_accounts(&t, &ix, scope, &items);
+        // 11 rows for the root and groups; the other 1,989 shared out: 198
+        // a group, of which one is the row for the rest.
+        let gaps: Vec<(usize, usize)> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Gap { from, to, .. } => Some((*from, *to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gaps, vec![(197, 1_000); 10]);
+        assert_eq!(items.len(), 11 + 10 * 198);
+    }
+
+    #[test]
     fn forced_spans_are_shown_with_their_ancestors_and_siblings_become_gaps() {
         let t = binary(10_000);
         let ix = TreeIndex::new(&t);
@@ -1684,8 +1767,8 @@ mod tests {
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(thousands(999), "999");
         assert_eq!(
-            spans_said(1_234, 3, 1, 0),
-            "1,234 spans (3 errors, 1 on the critical path)"
+            spans_said(1_234, 3, (1, 1_200_000), 0),
+            "1,234 spans (3 errors, 1 on the critical path for 1.20ms)"
         );
     }
 
