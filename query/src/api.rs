@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::assemble::{Node, Trace, attributes_json};
+use crate::assemble::{AttributesJson, Node, Trace};
 use crate::{Error, QueryService, TraceSummary, params};
 
 /// An API error: a status and a message safe to show.
@@ -105,7 +105,7 @@ fn us(ns: u64) -> u64 {
 /// One span of a trace, as the API shows it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SpanJson {
+pub struct SpanJson<'a> {
     pub index: usize,
     pub span_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,7 +121,7 @@ pub struct SpanJson {
     pub start_time: u64,
     /// Microseconds.
     pub duration: u64,
-    pub status: serde_json::Value,
+    pub status: StatusJson<'a>,
     pub error: bool,
     pub incomplete: bool,
     pub placeholder: bool,
@@ -129,10 +129,10 @@ pub struct SpanJson {
     pub side: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<&'static str>,
-    pub attributes: serde_json::Value,
-    pub resource: serde_json::Value,
-    pub events: Vec<serde_json::Value>,
-    pub links: Vec<serde_json::Value>,
+    pub attributes: AttributesJson<'a>,
+    pub resource: AttributesJson<'a>,
+    pub events: Vec<EventJson<'a>>,
+    pub links: Vec<LinkJson<'a>>,
     pub protocols: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub legacy_span_id: Option<String>,
@@ -145,8 +145,33 @@ pub struct SpanJson {
     pub warnings: Vec<String>,
 }
 
-impl SpanJson {
-    fn of(index: usize, n: &Node) -> SpanJson {
+/// A span's status, as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct StatusJson<'a> {
+    pub code: &'static str,
+    pub message: &'a str,
+}
+
+/// A span event, as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct EventJson<'a> {
+    /// Unix microseconds.
+    pub time: u64,
+    pub name: &'a str,
+    pub attributes: AttributesJson<'a>,
+}
+
+/// A span link, as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkJson<'a> {
+    pub trace_id: String,
+    pub span_id: String,
+    pub attributes: AttributesJson<'a>,
+}
+
+impl<'a> SpanJson<'a> {
+    fn of(index: usize, n: &'a Node) -> SpanJson<'a> {
         use phosphor_store::model::Side;
         SpanJson {
             index,
@@ -160,7 +185,10 @@ impl SpanJson {
             kind: n.kind.as_str(),
             start_time: us(n.start_ns),
             duration: us(n.duration_ns()),
-            status: json!({"code": n.status.as_str(), "message": n.status_message}),
+            status: StatusJson {
+                code: n.status.as_str(),
+                message: &n.status_message,
+            },
             error: n.is_error(),
             incomplete: n.incomplete,
             placeholder: n.placeholder,
@@ -170,22 +198,24 @@ impl SpanJson {
                 Side::Event => "event",
             }),
             annotations: n.annotations.iter().map(|a| a.as_str()).collect(),
-            attributes: attributes_json(&n.attributes),
-            resource: attributes_json(&n.resource),
+            attributes: AttributesJson(&n.attributes),
+            resource: AttributesJson(&n.resource),
             events: n
                 .events
                 .iter()
-                .map(|e| {
-                    json!({"time": us(e.time_ns), "name": e.name,
-                           "attributes": attributes_json(&e.attributes)})
+                .map(|e| EventJson {
+                    time: us(e.time_ns),
+                    name: &e.name,
+                    attributes: AttributesJson(&e.attributes),
                 })
                 .collect(),
             links: n
                 .links
                 .iter()
-                .map(|l| {
-                    json!({"traceId": l.trace_id.to_hex(), "spanId": l.span_id.to_hex(),
-                           "attributes": attributes_json(&l.attributes)})
+                .map(|l| LinkJson {
+                    trace_id: l.trace_id.to_hex(),
+                    span_id: l.span_id.to_hex(),
+                    attributes: AttributesJson(&l.attributes),
                 })
                 .collect(),
             protocols: n.protocols.iter().map(|p| p.as_str()).collect(),
@@ -201,7 +231,7 @@ impl SpanJson {
 /// An assembled trace, as the API shows it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TraceJson {
+pub struct TraceJson<'a> {
     pub trace_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub legacy_trace_id: Option<String>,
@@ -216,15 +246,15 @@ pub struct TraceJson {
     /// Kept past retention (see `POST /api/v1/traces/{id}/pin`).
     pub pinned: bool,
     /// Depth-first order; `parentIndex` and `children` index this list.
-    pub spans: Vec<SpanJson>,
+    pub spans: Vec<SpanJson<'a>>,
     /// The chain of span segments that bounds the trace's latency, in time
     /// order: `{index, startTime, duration}`.
     pub critical_path: Vec<serde_json::Value>,
 }
 
-impl TraceJson {
+impl<'a> TraceJson<'a> {
     /// The JSON form of an assembled trace.
-    pub fn of(t: &Trace, pinned: bool) -> TraceJson {
+    pub fn of(t: &'a Trace, pinned: bool) -> TraceJson<'a> {
         TraceJson {
             pinned,
             trace_id: t.trace_id.to_hex(),
@@ -338,16 +368,16 @@ async fn get_trace(
     State(q): State<QueryService>,
     Path(id): Path<String>,
     p: Pairs,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let tp = trace_params(pairs(p)?, &[])?;
     let t = q.trace_with(&id, tp.options).await?;
     if tp.otlp {
-        return Ok(Json(crate::otlp_json::trace(&t)));
+        return Ok(Json(crate::otlp_json::trace(&t)).into_response());
     }
     let pinned = q.is_pinned(t.trace_id).await?;
-    Ok(Json(
-        serde_json::to_value(TraceJson::of(&t, pinned)).unwrap_or_default(),
-    ))
+    // Serialized straight from the trace: no intermediate JSON value (a
+    // 10,000-span trace is 10 MB of JSON).
+    Ok(Json(TraceJson::of(&t, pinned)).into_response())
 }
 
 /// Most trace IDs one `GET /api/v1/traces?ids=` takes.

@@ -937,6 +937,46 @@ pub fn value_json(v: &Value) -> serde_json::Value {
     }
 }
 
+/// Attributes serialized as one JSON object, exactly as
+/// [`attributes_json`] renders them (keys in order, a later duplicate key
+/// wins), without building a JSON value first.
+#[derive(Debug, Clone, Copy)]
+pub struct AttributesJson<'a>(pub &'a [KeyValue]);
+
+impl serde::Serialize for AttributesJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut sorted: std::collections::BTreeMap<&str, &Value> = Default::default();
+        for kv in self.0 {
+            sorted.insert(&kv.key, &kv.value);
+        }
+        let mut m = ser.serialize_map(Some(sorted.len()))?;
+        for (k, v) in sorted {
+            m.serialize_entry(k, &ValueJson(v))?;
+        }
+        m.end()
+    }
+}
+
+/// One attribute value serialized as [`value_json`] renders it.
+#[derive(Debug, Clone, Copy)]
+pub struct ValueJson<'a>(pub &'a Value);
+
+impl serde::Serialize for ValueJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Str(s) => ser.serialize_str(s),
+            Value::Bool(b) => ser.serialize_bool(*b),
+            Value::Int(i) => ser.serialize_i64(*i),
+            Value::Double(d) if d.is_finite() => ser.serialize_f64(*d),
+            Value::Double(d) => ser.serialize_str(&d.to_string()),
+            Value::Bytes(b) => ser.serialize_str(&hex::encode(b)),
+            Value::Array(items) => ser.collect_seq(items.iter().map(ValueJson)),
+            Value::Map(kvs) => AttributesJson(kvs).serialize(ser),
+        }
+    }
+}
+
 /// Renders attributes as one JSON object (a later duplicate key wins).
 pub fn attributes_json(kvs: &[KeyValue]) -> serde_json::Value {
     let mut m = serde_json::Map::new();
@@ -949,6 +989,38 @@ pub fn attributes_json(kvs: &[KeyValue]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_serialize_as_their_json_value() {
+        let kvs = vec![
+            KeyValue::string("b", "x\"<y>"),
+            KeyValue {
+                key: "a".into(),
+                value: Value::Double(f64::NAN),
+            },
+            KeyValue {
+                key: "c".into(),
+                value: Value::Array(vec![Value::Int(1), Value::Bool(true), Value::Double(1.5)]),
+            },
+            KeyValue {
+                key: "d".into(),
+                value: Value::Map(vec![KeyValue::string("z", "1"), KeyValue::string("y", "2")]),
+            },
+            KeyValue {
+                key: "e".into(),
+                value: Value::Bytes(vec![0xab, 0x01]),
+            },
+            KeyValue::string("b", "later wins"),
+        ];
+        assert_eq!(
+            serde_json::to_value(AttributesJson(&kvs)).unwrap(),
+            attributes_json(&kvs)
+        );
+        assert_eq!(
+            serde_json::to_string(&AttributesJson(&kvs)).unwrap(),
+            attributes_json(&kvs).to_string()
+        );
+    }
     use phosphor_store::model::LegacyIds;
 
     const T: TraceId = TraceId([7; 16]);
