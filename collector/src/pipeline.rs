@@ -275,6 +275,13 @@ impl Ingest {
         Ok(())
     }
 
+    /// Whether `n` more spans fit in the queue now (a lone batch always
+    /// fits an empty queue).
+    pub fn has_room(&self, n: usize) -> bool {
+        let queued = self.queued.load(Ordering::Acquire);
+        queued == 0 || queued + n <= self.capacity
+    }
+
     /// Queues fragments, fire and forget (UDP). What does not fit is
     /// dropped and counted.
     pub fn submit(&self, protocol: Protocol, fragments: Vec<Fragment>) -> Result<(), Refusal> {
@@ -479,7 +486,9 @@ mod tests {
             metrics.clone(),
         );
         // Hold the queue full by faking queued spans.
+        assert!(ingest.has_room(2));
         ingest.hold(2);
+        assert!(!ingest.has_room(1));
         let r = ingest.submit(Protocol::PhosphorUdp, vec![frag(1), frag(2)]);
         assert_eq!(r, Err(Refusal::QueueFull));
         let label = Metrics::label(Protocol::PhosphorUdp);

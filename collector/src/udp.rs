@@ -70,6 +70,10 @@ struct Packet {
     lens: Vec<usize>,
 }
 
+/// Longest the decoder waits for room in a full ingest queue before it
+/// drops a batch.
+const QUEUE_PATIENCE: Duration = Duration::from_millis(250);
+
 /// Read batches waiting for the decoder; when it falls behind, the reader
 /// waits and the kernel's receive buffer takes the burst.
 const DECODE_QUEUE: usize = 64;
@@ -129,7 +133,14 @@ fn decode_loop(rx: &std::sync::mpsc::Receiver<Packet>, ingest: &Ingest, limits: 
     let mut oldest = Instant::now();
     let flush = |pending: &mut Vec<_>| {
         if !pending.is_empty() {
-            // A refusal is counted as dropped by `submit`.
+            // While the queue is full (a write stall), wait a little: the
+            // reader and the kernel's receive buffer hold the datagrams
+            // meanwhile. What still does not fit is dropped and counted by
+            // `submit`.
+            let waited = Instant::now();
+            while !ingest.has_room(pending.len()) && waited.elapsed() < QUEUE_PATIENCE {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let _ = ingest.submit(Protocol::PhosphorUdp, std::mem::take(pending));
         }
     };
