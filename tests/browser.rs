@@ -97,16 +97,43 @@ async fn the_incident_path_in_headless_chromium() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    walk(
+        &dir,
+        "incident.mjs",
+        &[
+            &s.url(""),
+            "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1",
+            "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2",
+        ],
+        28,
+        &[
+            "search",
+            "trace",
+            "span-detail",
+            "compare",
+            "live",
+            "services",
+            "dependencies",
+        ],
+    )
+    .await;
+    s.stop();
+}
+
+/// Runs a browser walk (`node SCRIPT URL SHOTS ARGS…`), prints its checks,
+/// and asserts that it passed, made at least `min_checks` checks and wrote
+/// each named screenshot.
+async fn walk(dir: &str, script: &str, args: &[&str], min_checks: usize, screenshots: &[&str]) {
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     eprintln!("screenshots: {}", shots.display());
+    let (url, rest) = args.split_first().expect("the server's URL first");
     let out = tokio::process::Command::new("node")
-        .current_dir(&dir)
-        .arg("incident.mjs")
-        .arg(s.url(""))
+        .current_dir(dir)
+        .arg(script)
+        .arg(url)
         .arg(&shots)
-        .arg("e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1")
-        .arg("b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2")
+        .args(rest)
         .output()
         .await
         .expect("run node");
@@ -114,23 +141,15 @@ async fn the_incident_path_in_headless_chromium() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "browser walk failed:\n{stdout}\n{stderr}"
+        "browser walk {script} failed:\n{stdout}\n{stderr}"
     );
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let checks = summary["checks"].as_array().unwrap();
     for c in checks {
         eprintln!("checked: {}", c.as_str().unwrap_or_default());
     }
-    assert!(checks.len() >= 28, "{summary}");
-    for name in [
-        "search",
-        "trace",
-        "span-detail",
-        "compare",
-        "live",
-        "services",
-        "dependencies",
-    ] {
+    assert!(checks.len() >= min_checks, "{summary}");
+    for name in screenshots {
         let f = shots.join(format!("{name}.png"));
         assert!(
             std::fs::metadata(&f)
@@ -140,7 +159,6 @@ async fn the_incident_path_in_headless_chromium() {
             f.display()
         );
     }
-    s.stop();
 }
 
 /// The shape `large-trace.mjs` expects: a root ("checkout"), `shards`
@@ -295,47 +313,20 @@ async fn a_trace_over_the_row_budget_in_headless_chromium() {
     .await;
     eprintln!("traces stored in {:?}", started.elapsed());
 
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    eprintln!("screenshots: {}", shots.display());
-    let out = tokio::process::Command::new("node")
-        .current_dir(&dir)
-        .arg("large-trace.mjs")
-        .arg(s.url(""))
-        .arg(&shots)
-        .arg(trace_id)
-        .arg(format!("{:016x}", 2 + 100 + 5 * 100 + 77))
-        .arg(huge_id)
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser walk failed:\n{stdout}\n{stderr}"
-    );
-    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let checks = summary["checks"].as_array().unwrap();
-    for c in checks {
-        eprintln!("checked: {}", c.as_str().unwrap_or_default());
-    }
-    assert!(checks.len() >= 30, "{summary}");
-    for name in [
-        "large-budget",
-        "large-expanded",
-        "large-find",
-        "large-light",
-        "large-dark",
-    ] {
-        let f = shots.join(format!("{name}.png"));
-        assert!(
-            std::fs::metadata(&f)
-                .map(|m| m.len() > 1_000)
-                .unwrap_or(false),
-            "{} missing",
-            f.display()
-        );
-    }
+    let span_hex = format!("{:016x}", 2 + 100 + 5 * 100 + 77);
+    walk(
+        &dir,
+        "large-trace.mjs",
+        &[&s.url(""), trace_id, &span_hex, huge_id],
+        30,
+        &[
+            "large-budget",
+            "large-expanded",
+            "large-find",
+            "large-light",
+            "large-dark",
+        ],
+    )
+    .await;
     s.stop();
 }
