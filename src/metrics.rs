@@ -109,17 +109,9 @@ pub fn memory_of_status(status: &str) -> Option<Memory> {
     })
 }
 
-/// utime + stime of a `/proc/<pid>/stat` line, in seconds (Linux counts
-/// them in USER_HZ, 100 a second).
-pub fn cpu_seconds_of_stat(stat: &str) -> Option<f64> {
-    // The command name may hold spaces and parentheses; what follows the
-    // last `)` is plain: state (field 3) first, utime and stime 14 and 15.
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
+/// utime + stime of a `/proc/<pid>/stat` line, in seconds: the same parser
+/// the load tool uses for its own CPU time.
+pub use phosphor_bench::scrape::cpu_seconds_of_stat;
 
 #[cfg(test)]
 mod tests {
