@@ -946,13 +946,18 @@ pub struct AttributesJson<'a>(pub &'a [KeyValue]);
 impl serde::Serialize for AttributesJson<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut sorted: std::collections::BTreeMap<&str, &Value> = Default::default();
-        for kv in self.0 {
-            sorted.insert(&kv.key, &kv.value);
+        // Keys in order, a later duplicate winning. Most spans' attributes
+        // are few and distinct: sorted references, no map.
+        let mut sorted: Vec<&KeyValue> = self.0.iter().collect();
+        if !sorted.is_sorted_by(|a, b| a.key < b.key) {
+            sorted.sort_by(|a, b| a.key.cmp(&b.key)); // stable: arrival order kept among equals
+            sorted.reverse();
+            sorted.dedup_by(|later, earlier| later.key == earlier.key);
+            sorted.reverse();
         }
         let mut m = ser.serialize_map(Some(sorted.len()))?;
-        for (k, v) in sorted {
-            m.serialize_entry(k, &ValueJson(v))?;
+        for kv in sorted {
+            m.serialize_entry(&kv.key, &ValueJson(&kv.value))?;
         }
         m.end()
     }

@@ -530,7 +530,14 @@ impl Store {
         })
     }
 
-    fn read_prefix(&self, cf_name: &str, trace: TraceId, out: &mut Vec<Fragment>) -> Result<()> {
+    /// Appends the records of one trace in one column family, raw, in key
+    /// order.
+    fn read_prefix(
+        &self,
+        cf_name: &str,
+        trace: TraceId,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
         let cf = self.cf(cf_name)?;
         let mut it = self.db.raw_iterator_cf(&cf);
         it.seek(trace.0);
@@ -538,7 +545,7 @@ impl Store {
             if !k.starts_with(&trace.0) || k.len() != 24 {
                 break;
             }
-            out.extend(decode_record(k, v)?);
+            out.push((k.to_vec(), v.to_vec()));
             it.next();
         }
         it.status()?;
@@ -547,17 +554,20 @@ impl Store {
 
     /// All fragments of a trace: one prefix seek per partition, and the
     /// pinned copy if there is one.
+    ///
+    /// Records are read first and decoded after; a large trace's records are
+    /// decoded on two threads (decoding, not reading, is most of the time).
     pub fn trace(&self, id: TraceId) -> Result<Vec<Fragment>> {
-        let mut out = Vec::new();
+        let mut raw = Vec::new();
         for p in self.partitions() {
-            match self.read_prefix(&cf::spans(p), id, &mut out) {
+            match self.read_prefix(&cf::spans(p), id, &mut raw) {
                 // A partition dropped by retention while we read.
                 Err(Error::Engine(m)) if m.contains("is missing") => {}
                 r => r?,
             }
         }
-        self.read_prefix(cf::PINNED, id, &mut out)?;
-        Ok(out)
+        self.read_prefix(cf::PINNED, id, &mut raw)?;
+        decode_records(&raw)
     }
 
     /// The merged summaries of traces (`None` for traces not stored).
@@ -832,6 +842,42 @@ impl Store {
     pub(crate) fn db(&self) -> &Db {
         &self.db
     }
+}
+
+/// Below this many bytes of records, a trace is decoded on one thread
+/// (starting a second costs more than it saves).
+const PARALLEL_DECODE_BYTES: usize = 128 * 1024;
+
+/// Decodes records in order: the second half (by bytes) on a second thread
+/// when there is enough to share.
+fn decode_records(raw: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Fragment>> {
+    let decode = |part: &[(Vec<u8>, Vec<u8>)]| -> Result<Vec<Fragment>> {
+        let mut out = Vec::new();
+        for (k, v) in part {
+            out.extend(decode_record(k, v)?);
+        }
+        Ok(out)
+    };
+    let total: usize = raw.iter().map(|(_, v)| v.len()).sum();
+    if raw.len() < 2 || total < PARALLEL_DECODE_BYTES {
+        return decode(raw);
+    }
+    // The first record at which half the bytes have been passed.
+    let mut seen = 0;
+    let split = raw
+        .iter()
+        .position(|(_, v)| {
+            seen += v.len();
+            seen * 2 >= total
+        })
+        .map_or(raw.len() / 2, |i| (i + 1).clamp(1, raw.len() - 1));
+    let (first, second) = raw.split_at(split);
+    std::thread::scope(|s| {
+        let later = s.spawn(|| decode(second));
+        let mut out = decode(first)?;
+        out.extend(later.join().expect("record decoding does not panic")?);
+        Ok(out)
+    })
 }
 
 fn decode_record(key: &[u8], value: &[u8]) -> Result<Vec<Fragment>> {

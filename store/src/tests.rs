@@ -72,6 +72,34 @@ fn fragments_of_a_trace_come_back_from_separate_writes() {
 }
 
 #[test]
+fn a_large_trace_decoded_on_two_threads_comes_back_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let shape = crate::synth::Shape {
+        spans: 3_000,
+        ..Default::default()
+    };
+    let trace = crate::synth::trace(9, 1_700_000_000_000_000, &shape);
+    // Several records, more bytes than one thread decodes alone.
+    for chunk in trace.chunks(512) {
+        store.write(chunk).unwrap();
+    }
+    let raw_bytes: usize = trace
+        .iter()
+        .map(|f| postcard::to_allocvec(f).unwrap().len())
+        .sum();
+    assert!(
+        raw_bytes > super::PARALLEL_DECODE_BYTES,
+        "{raw_bytes} bytes"
+    );
+    let id = match &trace[0] {
+        Fragment::Span(s) => s.trace_id,
+        Fragment::Annotation(a) => a.trace_id,
+    };
+    assert_eq!(store.trace(id).unwrap(), trace);
+}
+
+#[test]
 fn prefix_seek_does_not_leak_into_neighbouring_traces() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
