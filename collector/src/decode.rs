@@ -60,10 +60,10 @@ fn cut(mut s: String, max: usize) -> String {
 fn value(v: Option<&AnyValue>, limits: &Limits, depth: usize) -> Value {
     use any_value::Value as V;
     let Some(v) = v.and_then(|v| v.value.as_ref()) else {
-        return Value::Str(String::new());
+        return Value::Str(Default::default());
     };
     match v {
-        V::StringValue(s) => Value::Str(cut(s.clone(), limits.max_value_bytes)),
+        V::StringValue(s) => Value::Str(cut(s.clone(), limits.max_value_bytes).into()),
         V::BoolValue(b) => Value::Bool(*b),
         V::IntValue(i) => Value::Int(*i),
         V::DoubleValue(d) => Value::Double(*d),
@@ -80,7 +80,7 @@ fn value(v: Option<&AnyValue>, limits: &Limits, depth: usize) -> Value {
         V::KvlistValue(kv) => Value::Map(attributes(&kv.values, limits, depth + 1)),
         // Any further kinds (string table references) are kept as empty.
         #[allow(unreachable_patterns)]
-        _ => Value::Str(String::new()),
+        _ => Value::Str(Default::default()),
     }
 }
 
@@ -88,7 +88,7 @@ fn attributes(kvs: &[OtlpKeyValue], limits: &Limits, depth: usize) -> Vec<KeyVal
     kvs.iter()
         .take(limits.max_attributes)
         .map(|kv| KeyValue {
-            key: cut(kv.key.clone(), 256),
+            key: cut(kv.key.clone(), 256).into(),
             value: value(kv.value.as_ref(), limits, depth),
         })
         .collect()
@@ -165,13 +165,13 @@ pub fn otlp(req: ExportTraceServiceRequest, protocol: Protocol, limits: &Limits)
                     trace_id,
                     span_id,
                     parent_span_id,
-                    name: cut(s.name, 1024),
+                    name: cut(s.name, 1024).into(),
                     kind: SpanKind::from_otlp(s.kind),
                     service: service.clone(),
                     start_ns: s.start_time_unix_nano,
                     end_ns: s.end_time_unix_nano.max(s.start_time_unix_nano),
                     status,
-                    status_message,
+                    status_message: status_message.into(),
                     attributes: attributes(&s.attributes, limits, 0),
                     resource: resource.clone(),
                     scope: scope.clone(),
@@ -180,7 +180,7 @@ pub fn otlp(req: ExportTraceServiceRequest, protocol: Protocol, limits: &Limits)
                         .iter()
                         .map(|e| Event {
                             time_ns: e.time_unix_nano,
-                            name: cut(e.name.clone(), 1024),
+                            name: cut(e.name.clone(), 1024).into(),
                             attributes: attributes(&e.attributes, limits, 0),
                         })
                         .collect(),

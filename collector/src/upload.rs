@@ -78,10 +78,12 @@ fn jaeger_value(tag: &J) -> Value {
     let v = &tag["value"];
     match (tag["type"].as_str().unwrap_or("string"), v) {
         ("bool", J::Bool(b)) => Value::Bool(*b),
-        ("int64", J::Number(n)) => n.as_i64().map_or(Value::Str(n.to_string()), Value::Int),
+        ("int64", J::Number(n)) => n
+            .as_i64()
+            .map_or(Value::Str(n.to_string().into()), Value::Int),
         ("float64", J::Number(n)) => Value::Double(n.as_f64().unwrap_or(0.0)),
-        (_, J::String(s)) => Value::Str(s.clone()),
-        (_, other) => Value::Str(other.to_string()),
+        (_, J::String(s)) => Value::Str(s.clone().into()),
+        (_, other) => Value::Str(other.to_string().into()),
     }
 }
 
@@ -91,7 +93,7 @@ fn jaeger_tags(tags: &J) -> Vec<KeyValue> {
             a.iter()
                 .filter_map(|t| {
                     Some(KeyValue {
-                        key: t["key"].as_str()?.to_string(),
+                        key: t["key"].as_str()?.to_string().into(),
                         value: jaeger_value(t),
                     })
                 })
@@ -208,7 +210,7 @@ fn jaeger_span(s: &J, processes: &HashMap<&str, (String, Vec<KeyValue>)>) -> Res
                     .as_u64()
                     .unwrap_or(start_us)
                     .saturating_mul(1_000),
-                name,
+                name: name.into(),
                 attributes: fields,
             }
         })
@@ -217,13 +219,17 @@ fn jaeger_span(s: &J, processes: &HashMap<&str, (String, Vec<KeyValue>)>) -> Res
         trace_id,
         span_id: id,
         parent_span_id: parent,
-        name: s["operationName"].as_str().unwrap_or("unknown").to_string(),
+        name: s["operationName"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string()
+            .into(),
         kind,
-        service,
+        service: service.into(),
         start_ns: start_us.saturating_mul(1_000),
         end_ns: (start_us + duration_us).saturating_mul(1_000),
         status,
-        status_message,
+        status_message: status_message.into(),
         attributes,
         resource,
         scope: None,

@@ -234,12 +234,14 @@ fn convert(mut z: ZSpan, limits: &Limits) -> Result<Span, String> {
         name: z
             .name
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "unknown".into()),
+            .unwrap_or_else(|| "unknown".into())
+            .into(),
         kind,
         service: local
             .service_name
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown".into()),
+            .unwrap_or_else(|| "unknown".into())
+            .into(),
         start_ns: start_us.saturating_mul(1_000),
         end_ns: start_us
             .saturating_add(z.duration.unwrap_or(0))
@@ -249,7 +251,7 @@ fn convert(mut z: ZSpan, limits: &Limits) -> Result<Span, String> {
         } else {
             SpanStatus::Unset
         },
-        status_message: error.cloned().unwrap_or_default(),
+        status_message: error.cloned().unwrap_or_default().into(),
         attributes,
         resource,
         scope: None,
@@ -260,7 +262,7 @@ fn convert(mut z: ZSpan, limits: &Limits) -> Result<Span, String> {
                 let (name, attributes) = event_of(&a.value, limits);
                 Event {
                     time_ns: a.timestamp.saturating_mul(1_000),
-                    name,
+                    name: name.into(),
                     attributes,
                 }
             })

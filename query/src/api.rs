@@ -408,9 +408,14 @@ async fn get_trace(
         return Ok(Json(crate::otlp_json::trace(&t)).into_response());
     }
     let pinned = q.is_pinned(t.trace_id).await?;
+    let body = trace_json_bytes(&t, pinned);
+    if t.spans.len() >= PARALLEL_JSON_SPANS {
+        // Freeing a large trace takes a while: not on the way to the answer.
+        tokio::task::spawn_blocking(move || drop(t));
+    }
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        trace_json_bytes(&t, pinned),
+        body,
     )
         .into_response())
 }
@@ -429,15 +434,10 @@ const PARALLEL_JSON_SPANS: usize = 500;
 
 fn write_trace_json(t: &Trace, pinned: bool, parallel: bool) -> Vec<u8> {
     const FAILS: &str = "a trace serializes: every map key is a string";
-    let mut out = Vec::with_capacity(1_024 + t.spans.len() * 1_200);
-    let mut json = TraceJson::of(t, pinned);
-    if !parallel || t.spans.len() < 2 {
-        serde_json::to_writer(&mut out, &json).expect(FAILS);
-        return out;
-    }
     // The trace with no spans, then its spans in the gap. The pinned flag
     // comes just before the spans, and neither can appear unescaped inside a
     // JSON string, so the first match is the place.
+    let mut json = TraceJson::of(t, pinned);
     json.spans = SeqJson(&[], SpanJson::of);
     let frame = serde_json::to_vec(&json).expect(FAILS);
     let marker = format!("\"pinned\":{pinned},\"spans\":[");
@@ -446,26 +446,32 @@ fn write_trace_json(t: &Trace, pinned: bool, parallel: bool) -> Vec<u8> {
         .position(|w| w == marker.as_bytes())
         .expect("the trace JSON has its spans list after pinned")
         + marker.len();
+    let mut out = Vec::with_capacity(frame.len() + t.spans.len() * 1_200);
     out.extend_from_slice(&frame[..gap]);
     let write = |buf: &mut Vec<u8>, from: usize, to: usize| {
         for (i, n) in t.spans[from..to].iter().enumerate() {
             if i > 0 {
                 buf.push(b',');
             }
-            serde_json::to_writer(&mut *buf, &SpanJson::of(from + i, n)).expect(FAILS);
+            crate::fastjson::span(buf, from + i, n);
         }
     };
-    let (len, mid) = (t.spans.len(), t.spans.len() / 2);
-    std::thread::scope(|s| {
-        let second = s.spawn(|| {
-            let mut buf = Vec::with_capacity((len - mid) * 1_200);
-            write(&mut buf, mid, len);
-            buf
+    let len = t.spans.len();
+    if !parallel || len < 2 {
+        write(&mut out, 0, len);
+    } else {
+        let mid = len / 2;
+        std::thread::scope(|s| {
+            let second = s.spawn(|| {
+                let mut buf = Vec::with_capacity((len - mid) * 1_200);
+                write(&mut buf, mid, len);
+                buf
+            });
+            write(&mut out, 0, mid);
+            out.push(b',');
+            out.extend_from_slice(&second.join().expect("span JSON does not panic"));
         });
-        write(&mut out, 0, mid);
-        out.push(b',');
-        out.extend_from_slice(&second.join().expect("span JSON does not panic"));
-    });
+    }
     out.extend_from_slice(&frame[gap..]);
     out
 }
@@ -700,7 +706,12 @@ mod tests {
         };
         let t = crate::assemble::assemble(id, fragments);
         for pinned in [false, true] {
+            let serde = serde_json::to_vec(&TraceJson::of(&t, pinned)).unwrap();
             let one = write_trace_json(&t, pinned, false);
+            assert_eq!(
+                String::from_utf8(one.clone()).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
             let two = write_trace_json(&t, pinned, true);
             assert_eq!(
                 String::from_utf8(two).unwrap(),
@@ -714,6 +725,133 @@ mod tests {
         assert_eq!(
             trace_json_bytes(&t, false),
             write_trace_json(&t, false, false)
+        );
+    }
+
+    #[test]
+    fn hand_written_span_json_is_the_serde_json() {
+        use phosphor_store::model::{
+            Event, KeyValue, Link, Protocol, Span, SpanKind, StatusCode, Value,
+        };
+        let trace_id = TraceId([5; 16]);
+        let odd = "quote \" back \\ nl \n tab \t bell \u{7} é ✓ </script>";
+        let values = vec![
+            KeyValue::string("z.last", odd),
+            KeyValue::string("a.first", "plain"),
+            KeyValue {
+                key: "num".into(),
+                value: Value::Double(1.5),
+            },
+            KeyValue {
+                key: "nan".into(),
+                value: Value::Double(f64::NAN),
+            },
+            KeyValue {
+                key: "inf".into(),
+                value: Value::Double(f64::NEG_INFINITY),
+            },
+            KeyValue {
+                key: "zero".into(),
+                value: Value::Double(-0.0),
+            },
+            KeyValue {
+                key: "big".into(),
+                value: Value::Int(i64::MIN),
+            },
+            KeyValue {
+                key: "yes".into(),
+                value: Value::Bool(true),
+            },
+            KeyValue {
+                key: "bytes".into(),
+                value: Value::Bytes(vec![0, 0xff]),
+            },
+            KeyValue {
+                key: "list".into(),
+                value: Value::Array(vec![Value::Int(1), Value::Str(odd.into())]),
+            },
+            KeyValue {
+                key: "map".into(),
+                value: Value::Map(vec![KeyValue::string("b", "1"), KeyValue::string("a", "2")]),
+            },
+            KeyValue::string("a.first", "a later duplicate wins"),
+            KeyValue::string(odd, "odd key"),
+        ];
+        let span = |id: u8, parent: Option<u8>, name: &str| {
+            Fragment::Span(Span {
+                trace_id,
+                span_id: SpanId([id; 8]),
+                parent_span_id: parent.map(|p| SpanId([p; 8])),
+                name: name.into(),
+                kind: SpanKind::Server,
+                service: "svc \"q\"".into(),
+                start_ns: 1_700_000_000_000_000_000 + u64::from(id) * 1_000_000,
+                end_ns: 1_700_000_000_500_000_000,
+                status: StatusCode::Error,
+                status_message: odd.into(),
+                attributes: values.clone(),
+                resource: vec![KeyValue::string("host.name", "h1")],
+                scope: None,
+                events: vec![Event {
+                    time_ns: 1_700_000_000_100_000_000,
+                    name: odd.into(),
+                    attributes: values.clone(),
+                }],
+                links: vec![Link {
+                    trace_id: TraceId([9; 16]),
+                    span_id: SpanId([8; 8]),
+                    attributes: values.clone(),
+                }],
+                protocol: Protocol::OtlpGrpc,
+            })
+        };
+        let ann = |kind, ts| {
+            Fragment::Annotation(Annotation {
+                trace_id,
+                span_id: SpanId([4; 8]),
+                parent_id: Some(SpanId([1; 8])),
+                legacy: LegacyIds {
+                    trace: Some("legacy-trace".into()),
+                    span: Some("legacy \"span\"".into()),
+                    parent: None,
+                },
+                kind,
+                one_way: false,
+                timestamp_us: ts,
+                duration_us: 0,
+                hostname: "host-1".into(),
+                origin: "api".into(),
+                destination: "card-api".into(),
+                payload: String::new(),
+                attributes: vec![("operation".into(), "authorise".into())],
+            })
+        };
+        let fragments = vec![
+            span(1, None, "root"),
+            span(2, Some(1), odd),
+            // Its parent never arrived: a placeholder stands in.
+            span(3, Some(7), "orphan"),
+            // The same span ID twice with different content.
+            span(2, Some(1), "conflicting"),
+            ann(AnnotationType::ClientSend, 1_700_000_000_010_000),
+            ann(AnnotationType::ServerRecv, 1_700_000_000_020_000),
+        ];
+        let t = crate::assemble::assemble(trace_id, fragments);
+        assert!(t.spans.iter().any(|n| n.placeholder));
+        assert!(t.spans.iter().any(|n| !n.annotations.is_empty()));
+        assert!(t.spans.iter().any(|n| !n.warnings.is_empty()));
+        for (i, n) in t.spans.iter().enumerate() {
+            let mut fast = Vec::new();
+            crate::fastjson::span(&mut fast, i, n);
+            let serde = serde_json::to_vec(&SpanJson::of(i, n)).unwrap();
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
+        assert_eq!(
+            String::from_utf8(write_trace_json(&t, true, true)).unwrap(),
+            serde_json::to_string(&TraceJson::of(&t, true)).unwrap()
         );
     }
 
@@ -917,13 +1055,13 @@ mod tests {
                 trace_id: TraceId([3; 16]),
                 span_id: SpanId([id; 8]),
                 parent_span_id: parent.map(|p| SpanId([p; 8])),
-                name: format!("s{id}"),
+                name: format!("s{id}").into(),
                 kind,
                 service: host.into(),
                 start_ns: start * 1_000,
                 end_ns: end * 1_000,
                 status: St::Unset,
-                status_message: String::new(),
+                status_message: Default::default(),
                 attributes: vec![],
                 resource: vec![KeyValue::string("host.name", host)],
                 scope: None,

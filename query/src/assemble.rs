@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use phosphor_store::model::{
     Annotation, AnnotationType, Event, Fragment, KeyValue, Link, Protocol, Side, Span, SpanId,
-    SpanKind, StatusCode, TraceId, Value,
+    SpanKind, StatusCode, Text, TraceId, Value,
 };
 
 /// One node of an assembled trace.
@@ -31,13 +31,13 @@ pub struct Node {
     pub parent: Option<usize>,
     pub children: Vec<usize>,
     pub depth: usize,
-    pub name: String,
-    pub service: String,
+    pub name: Text,
+    pub service: Text,
     pub kind: SpanKind,
     pub start_ns: u64,
     pub end_ns: u64,
     pub status: StatusCode,
-    pub status_message: String,
+    pub status_message: Text,
     pub attributes: Vec<KeyValue>,
     pub resource: Vec<KeyValue>,
     pub events: Vec<Event>,
@@ -151,13 +151,13 @@ fn blank_node(span_id: SpanId) -> Node {
         parent: None,
         children: vec![],
         depth: 0,
-        name: String::new(),
-        service: String::new(),
+        name: Default::default(),
+        service: Default::default(),
         kind: SpanKind::Unspecified,
         start_ns: 0,
         end_ns: 0,
         status: StatusCode::Unset,
-        status_message: String::new(),
+        status_message: Default::default(),
         attributes: vec![],
         resource: vec![],
         events: vec![],
@@ -238,7 +238,7 @@ fn side_node(
     node.side = Some(side);
     node.parent_span_id = anns.iter().find_map(|a| a.parent_id);
     node.legacy_span_id = anns.iter().find_map(|a| a.legacy.span.clone());
-    node.service = start.or(end).unwrap_or(a0).service().to_string();
+    node.service = start.or(end).unwrap_or(a0).service().to_string().into();
     node.kind = a0.span_kind();
     // The side's own operation, else the one its other side names, else a
     // name made from the call.
@@ -246,7 +246,8 @@ fn side_node(
         .iter()
         .find_map(|a| a.operation())
         .or_else(|| span_operation.map(str::to_string))
-        .unwrap_or_else(|| start.or(end).unwrap_or(a0).default_name());
+        .unwrap_or_else(|| start.or(end).unwrap_or(a0).default_name())
+        .into();
     node.protocols = vec![Protocol::PhosphorUdp];
     node.host = start
         .or(end)
@@ -350,7 +351,7 @@ fn event_of(a: &Annotation) -> Event {
     }
     Event {
         time_ns: us_to_ns(a.timestamp_us),
-        name: a.operation().unwrap_or_else(|| "annotation".into()),
+        name: a.operation().unwrap_or_else(|| "annotation".into()).into(),
         attributes,
     }
 }
@@ -511,7 +512,7 @@ pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Optio
                 n.events = events;
                 n.incomplete = true;
                 n.warnings = vec!["only ANNOTATION fragments of this span have arrived".into()];
-                n.name = format!("span {}", id);
+                n.name = format!("span {}", id).into();
                 n.end_ns = n
                     .events
                     .iter()
@@ -925,7 +926,7 @@ pub fn critical_path(t: &mut Trace) -> Vec<Segment> {
 /// Renders an attribute value as JSON.
 pub fn value_json(v: &Value) -> serde_json::Value {
     match v {
-        Value::Str(s) => s.clone().into(),
+        Value::Str(s) => s.as_str().into(),
         Value::Bool(b) => (*b).into(),
         Value::Int(i) => (*i).into(),
         Value::Double(d) => serde_json::Number::from_f64(*d)
@@ -986,7 +987,7 @@ impl serde::Serialize for ValueJson<'_> {
 pub fn attributes_json(kvs: &[KeyValue]) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for kv in kvs {
-        m.insert(kv.key.clone(), value_json(&kv.value));
+        m.insert(kv.key.to_string(), value_json(&kv.value));
     }
     serde_json::Value::Object(m)
 }
@@ -1063,7 +1064,7 @@ mod tests {
             start_ns: start,
             end_ns: end,
             status: StatusCode::Unset,
-            status_message: String::new(),
+            status_message: Default::default(),
             attributes: vec![],
             resource: vec![],
             scope: None,
@@ -1362,7 +1363,7 @@ mod tests {
     fn crit(t: &Trace) -> Vec<(String, u64, u64)> {
         t.critical_path
             .iter()
-            .map(|s| (t.spans[s.index].name.clone(), s.start_ns, s.end_ns))
+            .map(|s| (t.spans[s.index].name.to_string(), s.start_ns, s.end_ns))
             .collect()
     }
 

@@ -94,7 +94,7 @@ pub fn trace_json(t: &Trace) -> J {
             {
                 Some(i) => i,
                 None => {
-                    processes.push((n.service.clone(), n.resource.clone()));
+                    processes.push((n.service.to_string(), n.resource.clone()));
                     processes.len() - 1
                 }
             };

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod assemble;
+pub mod fastjson;
 pub mod jaeger;
 pub mod otlp_json;
 pub mod params;

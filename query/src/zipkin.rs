@@ -109,7 +109,7 @@ fn span_json(trace_id: &str, n: &Node) -> J {
         .attributes
         .iter()
         .filter(|kv| kv.key != "peer.service" && kv.key != "zipkin.shared")
-        .map(|kv| (kv.key.clone(), json!(kv.value.to_string())))
+        .map(|kv| (kv.key.to_string(), json!(kv.value.to_string())))
         .collect();
     if n.status == SpanStatus::Error {
         let msg = if n.status_message.is_empty() {

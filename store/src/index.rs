@@ -220,8 +220,8 @@ pub(crate) fn index_batch(
         sum.add_service(&s.service, 1);
         sum.offer_root(RootCandidate {
             start_us,
-            service: s.service.clone(),
-            name: s.name.clone(),
+            service: s.service.to_string(),
+            name: s.name.to_string(),
             has_parent: s.parent_span_id.is_some(),
         });
         // A call between services: this span's caller (the client side it
@@ -235,7 +235,11 @@ pub(crate) fn index_batch(
         {
             has_remote_child.insert((p.trace_id, p.span_id));
             let e = deps
-                .entry((bucket(start_us), p.service.clone(), s.service.clone()))
+                .entry((
+                    bucket(start_us),
+                    p.service.to_string(),
+                    s.service.to_string(),
+                ))
                 .or_default();
             e.0 += 1;
             e.1 += u64::from(error);
@@ -251,7 +255,7 @@ pub(crate) fn index_batch(
             let e = deps
                 .entry((
                     bucket(s.start_ns / 1_000),
-                    s.service.clone(),
+                    s.service.to_string(),
                     peer.value.to_string(),
                 ))
                 .or_default();

@@ -163,10 +163,15 @@ impl fmt::Display for SpanId {
     }
 }
 
+/// A string of span data: kept inline up to 24 bytes, so that decoding a
+/// stored span allocates only for long keys and values (most are short).
+/// Stored and serialized exactly as a `String`.
+pub type Text = compact_str::CompactString;
+
 /// A typed attribute value (OTLP's `AnyValue`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {
-    Str(String),
+    Str(Text),
     Bool(bool),
     Int(i64),
     Double(f64),
@@ -210,13 +215,13 @@ impl fmt::Display for Value {
 /// One attribute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyValue {
-    pub key: String,
+    pub key: Text,
     pub value: Value,
 }
 
 impl KeyValue {
     /// A string attribute.
-    pub fn string(key: impl Into<String>, value: impl Into<String>) -> KeyValue {
+    pub fn string(key: impl Into<Text>, value: impl Into<Text>) -> KeyValue {
         KeyValue {
             key: key.into(),
             value: Value::Str(value.into()),
@@ -294,7 +299,7 @@ impl StatusCode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub time_ns: u64,
-    pub name: String,
+    pub name: Text,
     pub attributes: Vec<KeyValue>,
 }
 
@@ -335,14 +340,14 @@ pub struct Span {
     pub trace_id: TraceId,
     pub span_id: SpanId,
     pub parent_span_id: Option<SpanId>,
-    pub name: String,
+    pub name: Text,
     pub kind: SpanKind,
     /// The resource's `service.name`.
-    pub service: String,
+    pub service: Text,
     pub start_ns: u64,
     pub end_ns: u64,
     pub status: StatusCode,
-    pub status_message: String,
+    pub status_message: Text,
     pub attributes: Vec<KeyValue>,
     /// Resource attributes other than `service.name`.
     pub resource: Vec<KeyValue>,

@@ -63,9 +63,9 @@ fn attr(i: usize, n: u64) -> KeyValue {
         ),
         3 => (
             "net.peer.name",
-            Value::Str(format!("10.0.{}.{}", n % 4, n % 200)),
+            Value::Str(format!("10.0.{}.{}", n % 4, n % 200).into()),
         ),
-        4 => ("user.id", Value::Str(format!("user-{}", n % 5_000))),
+        4 => ("user.id", Value::Str(format!("user-{}", n % 5_000).into())),
         5 => (
             "region",
             Value::Str(["eu-west-1", "us-east-1"][(n % 2) as usize].into()),
@@ -73,14 +73,20 @@ fn attr(i: usize, n: u64) -> KeyValue {
         6 => ("db.system", Value::Str("postgresql".into())),
         7 => ("retry", Value::Bool(n.is_multiple_of(10))),
         8 => ("payment.amount", Value::Double((n % 10_000) as f64 / 100.0)),
-        _ => ("thread.name", Value::Str(format!("worker-{}", n % 16))),
+        _ => (
+            "thread.name",
+            Value::Str(format!("worker-{}", n % 16).into()),
+        ),
     };
     let key = if i < 10 {
         key.to_string()
     } else {
         format!("{key}.{i}")
     };
-    KeyValue { key, value }
+    KeyValue {
+        key: key.into(),
+        value,
+    }
 }
 
 /// Span `i` of trace `n`: random-looking, as real clients' span IDs are
@@ -128,7 +134,7 @@ pub fn trace(n: u64, start_us: u64, shape: &Shape) -> Vec<Fragment> {
                 } else {
                     StatusCode::Unset
                 },
-                status_message: String::new(),
+                status_message: Default::default(),
                 attributes: (0..shape.attributes)
                     .map(|a| attr(a, h + a as u64))
                     .collect(),

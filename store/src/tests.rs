@@ -15,7 +15,7 @@ fn span(trace: u8, id: u8, service: &str, name: &str) -> Fragment {
         start_ns: 1_000,
         end_ns: 2_000,
         status: StatusCode::Unset,
-        status_message: String::new(),
+        status_message: Default::default(),
         attributes: vec![KeyValue::string("k", "v")],
         resource: vec![],
         scope: None,

@@ -108,7 +108,7 @@ impl S {
             } else {
                 StatusCode::Unset
             },
-            status_message: String::new(),
+            status_message: Default::default(),
             attributes: kvs(&self.attrs),
             resource: kvs(&self.resource),
             scope: None,

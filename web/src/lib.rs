@@ -511,9 +511,9 @@ fn compare(a: &Trace, b: &Trace) -> (Vec<CompareRow>, usize, usize) {
     let row = |class, n: &phosphor_query::Node, a: String, b: String, change: String| CompareRow {
         class,
         indent: format!("{:.1}", n.depth as f64 * 1.2),
-        service: n.service.clone(),
+        service: n.service.to_string(),
         color: service_color(&n.service),
-        name: n.name.clone(),
+        name: n.name.to_string(),
         a,
         b,
         change,
@@ -977,7 +977,7 @@ mod tests {
             start_ns: base + 1_000_000 * u64::from(id),
             end_ns: base + 10_000_000,
             status,
-            status_message: String::new(),
+            status_message: Default::default(),
             attributes: vec![KeyValue::string("note", "<img src=x onerror=alert(1)>")],
             resource: vec![],
             scope: None,
@@ -1269,7 +1269,7 @@ mod tests {
             };
             s.span_id = id_of(i);
             s.parent_span_id = parent.map(id_of);
-            s.name = name;
+            s.name = name.into();
             s.start_ns += i;
             spans.push(Fragment::Span(s));
         };
@@ -1380,7 +1380,7 @@ mod tests {
                 };
                 s.span_id = SpanId((i + 1).to_be_bytes());
                 s.parent_span_id = (i > 0).then(|| SpanId(1u64.to_be_bytes()));
-                s.name = format!("op-{i}");
+                s.name = format!("op-{i}").into();
                 Fragment::Span(s)
             })
             .collect();

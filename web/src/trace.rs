@@ -653,7 +653,7 @@ impl RowContext<'_> {
         ];
         let typical = self
             .typical
-            .get(&(n.service.clone(), n.name.clone(), n.kind.as_str()))
+            .get(&(n.service.to_string(), n.name.to_string(), n.kind.as_str()))
             .filter(|(_, _, count)| *count >= MIN_TYPICAL_SAMPLE);
         let hidden = collapsed.then(|| {
             let (a, b) = (i + 1, i + ix.size[i]);
@@ -680,8 +680,8 @@ impl RowContext<'_> {
                 .collect(),
             color_class: ix.class[i],
             depth: n.depth,
-            name: n.name.clone(),
-            service: n.service.clone(),
+            name: n.name.to_string(),
+            service: n.service.to_string(),
             left: pct(left),
             width: pct(width),
             label_end: left + width >= 80.0,
@@ -716,7 +716,7 @@ impl RowContext<'_> {
         let mut attributes: Vec<(String, String)> = n
             .attributes
             .iter()
-            .map(|kv| (kv.key.clone(), kv.value.to_string()))
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
             .collect();
         attributes.extend(
             n.resource
@@ -734,14 +734,14 @@ impl RowContext<'_> {
             legacy_span_id: n.legacy_span_id.clone(),
             offset: human_duration(n.start_ns.saturating_sub(t.start_ns)),
             duration: human_duration(n.duration_ns()),
-            status_message: n.status_message.clone(),
+            status_message: n.status_message.to_string(),
             attributes,
             events: n
                 .events
                 .iter()
                 .map(|e| {
                     let name = if e.attributes.is_empty() {
-                        e.name.clone()
+                        e.name.to_string()
                     } else {
                         let attrs: Vec<String> = e
                             .attributes
@@ -761,7 +761,7 @@ impl RowContext<'_> {
             warnings: n.warnings.clone(),
             typical: self
                 .typical
-                .get(&(n.service.clone(), n.name.clone(), n.kind.as_str()))
+                .get(&(n.service.to_string(), n.name.to_string(), n.kind.as_str()))
                 .filter(|(_, _, count)| *count >= MIN_TYPICAL_SAMPLE)
                 .map(|(p50, p99, count)| {
                     format!(
@@ -1514,8 +1514,8 @@ pub async fn span_page(
         let n = &t.spans[index];
         render(&SpanPage {
             trace_id: cx.trace_id.clone(),
-            service: n.service.clone(),
-            name: n.name.clone(),
+            service: n.service.to_string(),
+            name: n.name.to_string(),
             color: service_color(&n.service),
             d,
         })
@@ -1537,7 +1537,7 @@ mod tests {
                     trace_id: TraceId([9; 16]),
                     span_id: SpanId((i as u64 + 1).to_be_bytes()),
                     parent_span_id: parent.map(|p| SpanId((p as u64 + 1).to_be_bytes())),
-                    name: format!("op-{i}"),
+                    name: format!("op-{i}").into(),
                     kind: SpanKind::Internal,
                     service: "svc".into(),
                     start_ns: start,
@@ -1547,7 +1547,7 @@ mod tests {
                     } else {
                         SpanStatus::Unset
                     },
-                    status_message: String::new(),
+                    status_message: Default::default(),
                     attributes: vec![],
                     resource: vec![],
                     scope: None,
