@@ -52,7 +52,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             queue_spans: 50_000,
-            max_write_spans: 16_384,
+            max_write_spans: 4_096,
             writers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }

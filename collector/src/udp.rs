@@ -31,11 +31,41 @@ const BATCH_DELAY: Duration = Duration::from_millis(5);
 pub fn bind(addr: std::net::SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
-    // The kernel may cap the size (net.core.rmem_max); a smaller buffer is
-    // not an error.
-    let _ = socket.set_recv_buffer_size(recv_buffer);
+    // The kernel caps the size at net.core.rmem_max (often 4 MiB) unless the
+    // process may go past it (CAP_NET_ADMIN); a smaller buffer is not an
+    // error. The buffer is kernel memory: it does not count against the
+    // server's own.
+    if !force_recv_buffer(&socket, recv_buffer) {
+        let _ = socket.set_recv_buffer_size(recv_buffer);
+    }
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Sets the receive buffer past net.core.rmem_max where the process is
+/// allowed to (SO_RCVBUFFORCE); `false` where it is not.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // SO_RCVBUFFORCE has no wrapper in socket2 or std.
+fn force_recv_buffer(socket: &socket2::Socket, bytes: usize) -> bool {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket descriptor, and a pointer to a c_int that lives
+    // through the call, with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn force_recv_buffer(_: &socket2::Socket, _: usize) -> bool {
+    false
 }
 
 /// A running UDP receiver.

@@ -204,12 +204,12 @@ fn table_options(cache: &rocksdb::Cache, whole_key: bool, block_size: usize) -> 
 }
 
 /// All memtables' memory together.
-const MEMTABLE_BUDGET: usize = 96 << 20;
+const MEMTABLE_BUDGET: usize = 64 << 20;
 
 /// Options of a column family, by its name.
 fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut opts = Options::default();
-    opts.set_write_buffer_size(32 << 20);
+    opts.set_write_buffer_size(16 << 20);
     // Fast where data is hot, dense where it is cold.
     opts.set_compression_type(DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(DBCompressionType::Zstd);
@@ -280,7 +280,7 @@ impl Store {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
-        // Memory: all memtables together stay under 96 MiB (the largest is
+        // Memory: all memtables together stay under 64 MiB (the largest is
         // flushed first), whatever the number of partitions.
         db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
         let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
