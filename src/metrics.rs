@@ -7,6 +7,8 @@
 //! - `phosphor_process_cpu_seconds_total`: user + system CPU time.
 //! - `phosphor_store_disk_bytes`: every file of the data directory.
 //! - `phosphor_store_sst_bytes`: SST files of every column family.
+//! - `phosphor_store_memtable_bytes`, `phosphor_store_table_reader_bytes`,
+//!   `phosphor_store_block_cache_bytes`: RocksDB's own memory by use.
 //!
 //! Where `/proc` is missing (not Linux) the process figures are left out.
 
@@ -77,6 +79,27 @@ impl Collector for ServerCollector {
             "Bytes of every file in the store's data directory",
             self.store.disk_bytes(),
         )?;
+        if let Ok(m) = self.store.memory() {
+            for (name, help, v) in [
+                (
+                    "phosphor_store_memtable_bytes",
+                    "Bytes of RocksDB memtables, active and being flushed",
+                    m.memtables,
+                ),
+                (
+                    "phosphor_store_table_reader_bytes",
+                    "Bytes of RocksDB table readers held outside the block cache",
+                    m.table_readers,
+                ),
+                (
+                    "phosphor_store_block_cache_bytes",
+                    "Bytes in the RocksDB block cache (index and filter blocks included)",
+                    m.block_cache,
+                ),
+            ] {
+                gauge(&mut encoder, name, help, v)?;
+            }
+        }
         if let Ok(cfs) = self.store.column_family_sizes() {
             gauge(
                 &mut encoder,

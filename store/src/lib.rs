@@ -204,12 +204,17 @@ fn table_options(cache: &rocksdb::Cache, whole_key: bool, block_size: usize) -> 
 }
 
 /// All memtables' memory together.
-const MEMTABLE_BUDGET: usize = 64 << 20;
+const MEMTABLE_BUDGET: usize = 80 << 20;
 
 /// Options of a column family, by its name.
 fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut opts = Options::default();
-    opts.set_write_buffer_size(16 << 20);
+    // Memtables are most of the server's memory under sustained ingest, and
+    // their size trades memory for ingest rate (smaller ones mean more
+    // flushes and compactions; figures in BENCHMARKS.md). L0 goes into L1
+    // in steps of six of them (120 MiB), about what four 32 MiB ones made.
+    opts.set_write_buffer_size(20 << 20);
+    opts.set_level_zero_file_num_compaction_trigger(6);
     // Fast where data is hot, dense where it is cold.
     opts.set_compression_type(DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(DBCompressionType::Zstd);
@@ -280,7 +285,7 @@ impl Store {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
-        // Memory: all memtables together stay under 64 MiB (the largest is
+        // Memory: all memtables together stay under 80 MiB (the largest is
         // flushed first), whatever the number of partitions.
         db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
         let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
@@ -834,6 +839,30 @@ impl Store {
         Ok(out)
     }
 
+    /// RocksDB's own memory, in bytes: memtables (active and being
+    /// flushed), table readers outside the block cache, and the block cache
+    /// (index and filter blocks included).
+    pub fn memory(&self) -> Result<StoreMemory> {
+        let mut m = StoreMemory::default();
+        let mut names: Vec<String> = cf::FIXED.iter().map(|s| s.to_string()).collect();
+        for p in self.partitions() {
+            names.push(cf::spans(p));
+            names.push(cf::index(p));
+        }
+        let int = |cf: &Arc<BoundColumnFamily<'_>>, prop: &str| -> Result<u64> {
+            Ok(self.db.property_int_value_cf(cf, prop)?.unwrap_or(0))
+        };
+        for name in names {
+            if let Ok(cf) = self.cf(&name) {
+                m.memtables += int(&cf, "rocksdb.size-all-mem-tables")?;
+                m.table_readers += int(&cf, "rocksdb.estimate-table-readers-mem")?;
+                // One cache shared by every column family.
+                m.block_cache = int(&cf, "rocksdb.block-cache-usage")?;
+            }
+        }
+        Ok(m)
+    }
+
     /// Bytes the data directory takes on disk.
     pub fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.path)
@@ -842,6 +871,14 @@ impl Store {
     pub(crate) fn db(&self) -> &Db {
         &self.db
     }
+}
+
+/// RocksDB's memory by use (see [`Store::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    pub memtables: u64,
+    pub table_readers: u64,
+    pub block_cache: u64,
 }
 
 /// Below this many bytes of records, a trace is decoded on one thread

@@ -649,3 +649,29 @@ fn a_trace_of_server_sides_only_still_has_a_root() {
         ("edge", "authorise")
     );
 }
+
+#[test]
+fn memory_by_use_follows_writes_flushes_and_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let empty = store.memory().unwrap();
+    let shape = crate::synth::Shape::default();
+    let batch: Vec<Fragment> = (0..200)
+        .flat_map(|n| crate::synth::trace(n, 1_700_000_000_000_000 + n, &shape))
+        .collect();
+    store.write(&batch).unwrap();
+    let written = store.memory().unwrap();
+    assert!(
+        written.memtables > empty.memtables + 100_000,
+        "{empty:?} → {written:?}"
+    );
+    store.flush().unwrap();
+    let id = match &batch[0] {
+        Fragment::Span(s) => s.trace_id,
+        Fragment::Annotation(a) => a.trace_id,
+    };
+    assert_eq!(store.trace(id).unwrap().len(), shape.spans);
+    let read = store.memory().unwrap();
+    assert!(read.memtables < written.memtables, "{written:?} → {read:?}");
+    assert!(read.block_cache > 0, "{read:?}");
+}
