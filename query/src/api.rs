@@ -109,7 +109,7 @@ pub struct HexJson<const N: usize>(pub [u8; N]);
 impl<const N: usize> Serialize for HexJson<N> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        // IDs are 8 or 16 bytes; 32 bytes of room is enough for both.
+        // IDs are 8 or 16 bytes: room for up to 32.
         let mut buf = [0u8; 64];
         for (i, b) in self.0.iter().enumerate() {
             buf[2 * i] = DIGITS[(b >> 4) as usize];
