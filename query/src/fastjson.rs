@@ -42,6 +42,18 @@ fn hex(out: &mut Vec<u8>, id: &[u8]) {
     out.push(b'"');
 }
 
+/// Writes `items` as a JSON array, each by `each`.
+fn list<T>(out: &mut Vec<u8>, items: &[T], mut each: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        each(out, x);
+    }
+    out.push(b']');
+}
+
 fn boolean(out: &mut Vec<u8>, b: bool) {
     out.extend_from_slice(if b { b"true" } else { b"false" });
 }
@@ -93,14 +105,9 @@ pub fn span(out: &mut Vec<u8>, index: usize, n: &Node) {
         out.extend_from_slice(b",\"parentIndex\":");
         uint(out, p as u64);
     }
-    out.extend_from_slice(b",\"children\":[");
-    for (i, c) in n.children.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        uint(out, *c as u64);
-    }
-    out.extend_from_slice(b"],\"depth\":");
+    out.extend_from_slice(b",\"children\":");
+    list(out, &n.children, |out, c| uint(out, *c as u64));
+    out.extend_from_slice(b",\"depth\":");
     uint(out, n.depth as u64);
     out.extend_from_slice(b",\"name\":");
     string(out, &n.name);
@@ -134,24 +141,15 @@ pub fn span(out: &mut Vec<u8>, index: usize, n: &Node) {
         );
     }
     if !n.annotations.is_empty() {
-        out.extend_from_slice(b",\"annotations\":[");
-        for (i, a) in n.annotations.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(out, a.as_str());
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"annotations\":");
+        list(out, &n.annotations, |out, a| string(out, a.as_str()));
     }
     out.extend_from_slice(b",\"attributes\":");
     attributes(out, &n.attributes);
     out.extend_from_slice(b",\"resource\":");
     attributes(out, &n.resource);
-    out.extend_from_slice(b",\"events\":[");
-    for (i, e) in n.events.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    out.extend_from_slice(b",\"events\":");
+    list(out, &n.events, |out, e| {
         out.extend_from_slice(b"{\"time\":");
         uint(out, e.time_ns / 1_000);
         out.extend_from_slice(b",\"name\":");
@@ -159,12 +157,9 @@ pub fn span(out: &mut Vec<u8>, index: usize, n: &Node) {
         out.extend_from_slice(b",\"attributes\":");
         attributes(out, &e.attributes);
         out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"links\":[");
-    for (i, l) in n.links.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    });
+    out.extend_from_slice(b",\"links\":");
+    list(out, &n.links, |out, l| {
         out.extend_from_slice(b"{\"traceId\":");
         hex(out, &l.trace_id.0);
         out.extend_from_slice(b",\"spanId\":");
@@ -172,15 +167,9 @@ pub fn span(out: &mut Vec<u8>, index: usize, n: &Node) {
         out.extend_from_slice(b",\"attributes\":");
         attributes(out, &l.attributes);
         out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"protocols\":[");
-    for (i, p) in n.protocols.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, p.as_str());
-    }
-    out.push(b']');
+    });
+    out.extend_from_slice(b",\"protocols\":");
+    list(out, &n.protocols, |out, p| string(out, p.as_str()));
     if let Some(id) = &n.legacy_span_id {
         out.extend_from_slice(b",\"legacySpanId\":");
         string(out, id);
@@ -193,12 +182,7 @@ pub fn span(out: &mut Vec<u8>, index: usize, n: &Node) {
     int(out, n.skew_shift_ns / 1_000);
     out.extend_from_slice(b",\"criticalTime\":");
     uint(out, n.critical_ns / 1_000);
-    out.extend_from_slice(b",\"warnings\":[");
-    for (i, w) in n.warnings.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, w);
-    }
-    out.extend_from_slice(b"]}");
+    out.extend_from_slice(b",\"warnings\":");
+    list(out, &n.warnings, |out, w| string(out, w));
+    out.push(b'}');
 }
