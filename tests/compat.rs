@@ -310,12 +310,20 @@ async fn traces_exported_as_jaeger_otlp_or_zipkin_json_upload_whole() {
         .await;
     assert_eq!(many["data"].as_array().unwrap().len(), 1);
     assert_eq!(many["missing"], json!(["cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"]));
+    // Each trace exactly as the single-trace route gives it.
+    let (_, single) = s.get_json(&format!("/api/v1/traces/{id}")).await;
+    assert_eq!(many["data"][0], single);
     let (code, _) = s.get_json("/api/v1/traces").await;
     assert_eq!(code, 400);
 
     let (_, otlp) = s
         .get_json(&format!("/api/v1/traces/{id}?format=otlp"))
         .await;
+    let (_, many_otlp) = s
+        .get_json(&format!("/api/v1/traces?ids={id},{id}&format=otlp"))
+        .await;
+    assert_eq!(many_otlp["data"], json!([otlp.clone(), otlp.clone()]));
+    assert_eq!(many_otlp["missing"], json!([]));
     assert_eq!(otlp["resourceSpans"].as_array().unwrap().len(), 2);
     let (_, jaeger) = s.get_json(&format!("/jaeger/api/traces/{id}")).await;
     let (_, zipkin) = s.get_json(&format!("/zipkin/api/v2/trace/{id}")).await;

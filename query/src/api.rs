@@ -479,10 +479,7 @@ fn write_trace_json(t: &Trace, pinned: bool, parallel: bool) -> Vec<u8> {
 /// Most trace IDs one `GET /api/v1/traces?ids=` takes.
 pub const MAX_IDS: usize = 100;
 
-async fn get_traces(
-    State(q): State<QueryService>,
-    p: Pairs,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn get_traces(State(q): State<QueryService>, p: Pairs) -> Result<Response, ApiError> {
     let p = pairs(p)?;
     let ids: Vec<String> = p
         .iter()
@@ -498,20 +495,40 @@ async fn get_traces(
         )));
     }
     let tp = trace_params(p, &["ids"])?;
-    let mut data = Vec::new();
+    // `{"data": [trace, …], "missing": [id, …]}`, each trace written as
+    // `GET /api/v1/traces/{id}` writes it.
+    let mut body = b"{\"data\":[".to_vec();
     let mut missing = Vec::new();
+    let mut first = true;
     for id in ids {
-        match q.trace_with(&id, tp.options).await {
-            Ok(t) if tp.otlp => data.push(crate::otlp_json::trace(&t)),
+        let json = match q.trace_with(&id, tp.options).await {
+            Ok(t) if tp.otlp => {
+                serde_json::to_vec(&crate::otlp_json::trace(&t)).expect("a JSON value serializes")
+            }
             Ok(t) => {
                 let pinned = q.is_pinned(t.trace_id).await?;
-                data.push(serde_json::to_value(TraceJson::of(&t, pinned)).unwrap_or_default());
+                trace_json_bytes(&t, pinned)
             }
-            Err(Error::TraceNotFound(_)) => missing.push(id),
+            Err(Error::TraceNotFound(_)) => {
+                missing.push(id);
+                continue;
+            }
             Err(e) => return Err(e.into()),
+        };
+        if !first {
+            body.push(b',');
         }
+        first = false;
+        body.extend_from_slice(&json);
     }
-    Ok(Json(json!({ "data": data, "missing": missing })))
+    body.extend_from_slice(b"],\"missing\":");
+    serde_json::to_writer(&mut body, &missing).expect("strings serialize");
+    body.push(b'}');
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 async fn pin(
