@@ -8,16 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, criterion_group, criterion_main};
 use phosphor_query::api::trace_json_bytes;
 use phosphor_query::assemble::{Options, assemble_with};
-use phosphor_store::model::{Fragment, TraceId};
 use phosphor_store::synth::{self, Shape};
 use phosphor_store::{Store, StoreConfig};
-
-fn trace_id(fragments: &[Fragment]) -> TraceId {
-    match &fragments[0] {
-        Fragment::Span(s) => s.trace_id,
-        Fragment::Annotation(a) => a.trace_id,
-    }
-}
 
 fn stages(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -33,7 +25,7 @@ fn stages(c: &mut Criterion) {
             ..Shape::default()
         };
         let fragments = synth::trace(n, start, &shape);
-        let id = trace_id(&fragments);
+        let id = fragments[0].trace_id();
         // Written as a client would send it: in batches of 512 spans.
         for chunk in fragments.chunks(512) {
             store.write(chunk).unwrap();

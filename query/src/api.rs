@@ -108,13 +108,9 @@ pub struct HexJson<const N: usize>(pub [u8; N]);
 
 impl<const N: usize> Serialize for HexJson<N> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         // IDs are 8 or 16 bytes: room for up to 32.
         let mut buf = [0u8; 64];
-        for (i, b) in self.0.iter().enumerate() {
-            buf[2 * i] = DIGITS[(b >> 4) as usize];
-            buf[2 * i + 1] = DIGITS[(b & 0xf) as usize];
-        }
+        crate::fastjson::hex_digits(&self.0, &mut buf);
         ser.serialize_str(std::str::from_utf8(&buf[..2 * N]).unwrap_or_default())
     }
 }
@@ -409,7 +405,7 @@ async fn get_trace(
     }
     let pinned = q.is_pinned(t.trace_id).await?;
     let body = trace_json_bytes(&t, pinned);
-    if t.spans.len() >= PARALLEL_JSON_SPANS {
+    if t.spans.len() >= LARGE_TRACE_SPANS {
         // Freeing a large trace takes a while: not on the way to the answer.
         tokio::task::spawn_blocking(move || drop(t));
     }
@@ -426,11 +422,12 @@ async fn get_trace(
 ///
 /// A large trace's spans are written in two halves on two threads.
 pub fn trace_json_bytes(t: &Trace, pinned: bool) -> Vec<u8> {
-    write_trace_json(t, pinned, t.spans.len() >= PARALLEL_JSON_SPANS)
+    write_trace_json(t, pinned, t.spans.len() >= LARGE_TRACE_SPANS)
 }
 
-/// From this many spans on, a trace's JSON is written on two threads.
-const PARALLEL_JSON_SPANS: usize = 500;
+/// From this many spans on, a trace is large: its JSON is written on two
+/// threads, and the single-trace route frees it after answering.
+const LARGE_TRACE_SPANS: usize = 500;
 
 fn write_trace_json(t: &Trace, pinned: bool, parallel: bool) -> Vec<u8> {
     const FAILS: &str = "a trace serializes: every map key is a string";
@@ -717,10 +714,7 @@ mod tests {
         if let Fragment::Span(s) = &mut fragments[0] {
             s.name = r#""pinned":false,"spans":[ x"#.into();
         }
-        let id = match &fragments[0] {
-            Fragment::Span(s) => s.trace_id,
-            Fragment::Annotation(a) => a.trace_id,
-        };
+        let id = fragments[0].trace_id();
         let t = crate::assemble::assemble(id, fragments);
         for pinned in [false, true] {
             let serde = serde_json::to_vec(&TraceJson::of(&t, pinned)).unwrap();

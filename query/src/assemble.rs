@@ -947,21 +947,27 @@ pub struct AttributesJson<'a>(pub &'a [KeyValue]);
 impl serde::Serialize for AttributesJson<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        // Keys in order, a later duplicate winning. Most spans' attributes
-        // are few and distinct: sorted references, no map.
-        let mut sorted: Vec<&KeyValue> = self.0.iter().collect();
-        if !sorted.is_sorted_by(|a, b| a.key < b.key) {
-            sorted.sort_by(|a, b| a.key.cmp(&b.key)); // stable: arrival order kept among equals
-            sorted.reverse();
-            sorted.dedup_by(|later, earlier| later.key == earlier.key);
-            sorted.reverse();
-        }
+        let sorted = shown_attributes(self.0);
         let mut m = ser.serialize_map(Some(sorted.len()))?;
         for kv in sorted {
             m.serialize_entry(&kv.key, &ValueJson(&kv.value))?;
         }
         m.end()
     }
+}
+
+/// Attributes in the order the API shows them: by key, a later duplicate
+/// winning. Most spans' attributes are few and distinct: sorted references,
+/// no map.
+pub fn shown_attributes(kvs: &[KeyValue]) -> Vec<&KeyValue> {
+    let mut sorted: Vec<&KeyValue> = kvs.iter().collect();
+    if !sorted.is_sorted_by(|a, b| a.key < b.key) {
+        sorted.sort_by(|a, b| a.key.cmp(&b.key)); // stable: arrival order kept among equals
+        sorted.reverse();
+        sorted.dedup_by(|later, earlier| later.key == earlier.key);
+        sorted.reverse();
+    }
+    sorted
 }
 
 /// One attribute value serialized as [`value_json`] renders it.

@@ -6,7 +6,7 @@
 
 use phosphor_store::model::{KeyValue, Value};
 
-use crate::assemble::{Node, ValueJson};
+use crate::assemble::{Node, ValueJson, shown_attributes};
 
 /// Writes `s` as a JSON string.
 pub fn string(out: &mut Vec<u8>, s: &str) {
@@ -32,13 +32,20 @@ fn int(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn hex(out: &mut Vec<u8>, id: &[u8]) {
+/// Lowercase hex of an ID into `buf` (twice the ID's length).
+pub fn hex_digits(id: &[u8], buf: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    for b in id {
-        out.push(DIGITS[(b >> 4) as usize]);
-        out.push(DIGITS[(b & 0xf) as usize]);
+    for (i, b) in id.iter().enumerate() {
+        buf[2 * i] = DIGITS[(b >> 4) as usize];
+        buf[2 * i + 1] = DIGITS[(b & 0xf) as usize];
     }
+}
+
+fn hex(out: &mut Vec<u8>, id: &[u8]) {
+    let start = out.len() + 1;
+    out.push(b'"');
+    out.resize(start + 2 * id.len(), 0);
+    hex_digits(id, &mut out[start..]);
     out.push(b'"');
 }
 
@@ -61,15 +68,8 @@ fn boolean(out: &mut Vec<u8>, b: bool) {
 /// Attributes as one object, keys in order, a later duplicate winning (as
 /// [`AttributesJson`](crate::assemble::AttributesJson)).
 pub fn attributes(out: &mut Vec<u8>, kvs: &[KeyValue]) {
-    let mut sorted: Vec<&KeyValue> = kvs.iter().collect();
-    if !sorted.is_sorted_by(|a, b| a.key < b.key) {
-        sorted.sort_by(|a, b| a.key.cmp(&b.key));
-        sorted.reverse();
-        sorted.dedup_by(|later, earlier| later.key == earlier.key);
-        sorted.reverse();
-    }
     out.push(b'{');
-    for (i, kv) in sorted.into_iter().enumerate() {
+    for (i, kv) in shown_attributes(kvs).into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

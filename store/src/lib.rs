@@ -793,12 +793,7 @@ impl Store {
 
     /// Flushes memtables to disk (for tests and shutdown).
     pub fn flush(&self) -> Result<()> {
-        let mut names: Vec<String> = cf::FIXED.iter().map(|s| s.to_string()).collect();
-        for p in self.partitions() {
-            names.push(cf::spans(p));
-            names.push(cf::index(p));
-        }
-        for name in names {
+        for name in self.column_family_names() {
             if let Ok(cf) = self.cf(&name) {
                 self.db.flush_cf(&cf)?;
             }
@@ -821,13 +816,8 @@ impl Store {
     /// Bytes of SST files per column family (after a flush, what each part
     /// of the data takes on disk).
     pub fn column_family_sizes(&self) -> Result<Vec<(String, u64)>> {
-        let mut names: Vec<String> = cf::FIXED.iter().map(|s| s.to_string()).collect();
-        for p in self.partitions() {
-            names.push(cf::spans(p));
-            names.push(cf::index(p));
-        }
         let mut out = Vec::new();
-        for name in names {
+        for name in self.column_family_names() {
             if let Ok(cf) = self.cf(&name) {
                 let bytes = self
                     .db
@@ -839,20 +829,26 @@ impl Store {
         Ok(out)
     }
 
-    /// RocksDB's own memory, in bytes: memtables (active and being
-    /// flushed), table readers outside the block cache, and the block cache
-    /// (index and filter blocks included).
-    pub fn memory(&self) -> Result<StoreMemory> {
-        let mut m = StoreMemory::default();
+    /// Every column family: the fixed ones, then each partition's spans and
+    /// index.
+    fn column_family_names(&self) -> Vec<String> {
         let mut names: Vec<String> = cf::FIXED.iter().map(|s| s.to_string()).collect();
         for p in self.partitions() {
             names.push(cf::spans(p));
             names.push(cf::index(p));
         }
+        names
+    }
+
+    /// RocksDB's own memory, in bytes: memtables (active and being
+    /// flushed), table readers outside the block cache, and the block cache
+    /// (index and filter blocks included).
+    pub fn memory(&self) -> Result<StoreMemory> {
+        let mut m = StoreMemory::default();
         let int = |cf: &Arc<BoundColumnFamily<'_>>, prop: &str| -> Result<u64> {
             Ok(self.db.property_int_value_cf(cf, prop)?.unwrap_or(0))
         };
-        for name in names {
+        for name in self.column_family_names() {
             if let Ok(cf) = self.cf(&name) {
                 m.memtables += int(&cf, "rocksdb.size-all-mem-tables")?;
                 m.table_readers += int(&cf, "rocksdb.estimate-table-readers-mem")?;

@@ -92,10 +92,7 @@ fn a_large_trace_decoded_on_two_threads_comes_back_whole_and_in_order() {
         raw_bytes > super::PARALLEL_DECODE_BYTES,
         "{raw_bytes} bytes"
     );
-    let id = match &trace[0] {
-        Fragment::Span(s) => s.trace_id,
-        Fragment::Annotation(a) => a.trace_id,
-    };
+    let id = trace[0].trace_id();
     assert_eq!(store.trace(id).unwrap(), trace);
 }
 
@@ -666,10 +663,7 @@ fn memory_by_use_follows_writes_flushes_and_reads() {
         "{empty:?} → {written:?}"
     );
     store.flush().unwrap();
-    let id = match &batch[0] {
-        Fragment::Span(s) => s.trace_id,
-        Fragment::Annotation(a) => a.trace_id,
-    };
+    let id = batch[0].trace_id();
     assert_eq!(store.trace(id).unwrap().len(), shape.spans);
     let read = store.memory().unwrap();
     assert!(read.memtables < written.memtables, "{written:?} → {read:?}");
