@@ -35,6 +35,7 @@ mod error;
 mod index;
 pub mod keys;
 pub mod model;
+mod record;
 pub mod search;
 pub mod summary;
 pub mod synth;
@@ -60,11 +61,13 @@ pub use summary::Summary;
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
-/// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 3;
-
-/// First byte of every value in a `spans` column family.
-const RECORD_V1: u8 = 1;
+/// The on-disk format this build writes. Format 4 stores span records in
+/// version 2 (a string table a record); a format 3 store, whose records are
+/// all version 1, is read as it is and marked 4 once opened, as new records
+/// go in beside the old.
+pub const FORMAT_VERSION: u32 = 4;
+/// The earlier format this build opens and upgrades in place.
+const UPGRADED_FORMAT: u32 = 3;
 
 /// Where the store reads the time (injectable for tests of retention).
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -325,7 +328,14 @@ impl Store {
                         .try_into()
                         .map(u32::from_be_bytes)
                         .unwrap_or(u32::MAX);
-                    if found != FORMAT_VERSION {
+                    if found == UPGRADED_FORMAT {
+                        db.put_cf(&meta, keys::META_FORMAT, FORMAT_VERSION.to_be_bytes())?;
+                        tracing::info!(
+                            from = found,
+                            to = FORMAT_VERSION,
+                            "store format upgraded: new records are written in the new form"
+                        );
+                    } else if found != FORMAT_VERSION {
                         return Err(Error::Format {
                             found,
                             expected: FORMAT_VERSION,
@@ -503,10 +513,10 @@ impl Store {
         traces.sort_unstable_by_key(|(t, _)| *t);
         let mut records = Vec::with_capacity(traces.len());
         for (i, (trace, frags)) in traces.into_iter().enumerate() {
-            let mut buf = vec![RECORD_V1];
-            buf = postcard::to_extend(frags, buf).map_err(|e| Error::Corrupt {
+            let mut buf = Vec::new();
+            record::encode(frags, &mut buf).map_err(|reason| Error::Corrupt {
                 key: trace.to_hex(),
-                reason: e.to_string(),
+                reason,
             })?;
             records.push((keys::fragment_key(trace, seq0 + i as u64).to_vec(), buf));
         }
@@ -730,10 +740,11 @@ impl Store {
         let summary = self.summaries(&[id])?.pop().flatten().unwrap_or_default();
         let pinned = self.cf(cf::PINNED)?;
         let meta = self.cf(cf::META)?;
-        let mut buf = vec![RECORD_V1];
-        buf = postcard::to_extend(&fragments, buf).map_err(|e| Error::Corrupt {
+        let refs: Vec<&Fragment> = fragments.iter().collect();
+        let mut buf = Vec::new();
+        record::encode(&refs, &mut buf).map_err(|reason| Error::Corrupt {
             key: id.to_hex(),
-            reason: e.to_string(),
+            reason,
         })?;
         // One record with the whole trace as it is now, replacing any
         // earlier pinned copy.
@@ -919,7 +930,10 @@ fn decode_record(key: &[u8], value: &[u8]) -> Result<Vec<Fragment>> {
         reason,
     };
     match value.split_first() {
-        Some((&RECORD_V1, body)) => postcard::from_bytes(body).map_err(|e| corrupt(e.to_string())),
+        Some((&record::RECORD_V1, body)) => {
+            postcard::from_bytes(body).map_err(|e| corrupt(e.to_string()))
+        }
+        Some((&record::RECORD_V2, body)) => record::decode_v2(body).map_err(corrupt),
         Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
         None => Err(corrupt("empty record".into())),
     }

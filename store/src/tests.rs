@@ -85,8 +85,13 @@ fn a_large_trace_decoded_on_two_threads_comes_back_whole_and_in_order() {
         store.write(chunk).unwrap();
     }
     let raw_bytes: usize = trace
-        .iter()
-        .map(|f| postcard::to_allocvec(f).unwrap().len())
+        .chunks(512)
+        .map(|chunk| {
+            let refs: Vec<&Fragment> = chunk.iter().collect();
+            let mut buf = Vec::new();
+            crate::record::encode(&refs, &mut buf).unwrap();
+            buf.len()
+        })
         .sum();
     assert!(
         raw_bytes > super::PARALLEL_DECODE_BYTES,
@@ -166,6 +171,40 @@ fn another_format_version_is_a_clear_error() {
         err.to_string().contains("format 1 is not supported"),
         "{err}"
     );
+}
+
+#[test]
+fn a_format_3_store_is_opened_and_marked_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = span(6, 1, "api", "old");
+    let older = span(6, 2, "api", "older");
+    {
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store.write(std::slice::from_ref(&old)).unwrap();
+        // A store as the previous format left it: marker 3, records in
+        // version 1.
+        let meta = store.cf(cf::META).unwrap();
+        store
+            .db
+            .put_cf(&meta, keys::META_FORMAT, 3u32.to_be_bytes())
+            .unwrap();
+        let mut v1 = vec![record::RECORD_V1];
+        v1.extend(postcard::to_allocvec(&vec![&older]).unwrap());
+        let p = store.current_partition().unwrap();
+        let spans = store.cf(&cf::spans(p)).unwrap();
+        store
+            .db
+            .put_cf(&spans, keys::fragment_key(TraceId([6; 16]), 0), &v1)
+            .unwrap();
+    }
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let meta = store.cf(cf::META).unwrap();
+    let marker = store.db.get_cf(&meta, keys::META_FORMAT).unwrap().unwrap();
+    assert_eq!(marker, FORMAT_VERSION.to_be_bytes());
+    assert_eq!(FORMAT_VERSION, 4);
+    // Records come back in key order: the version 1 record was given the
+    // first sequence number.
+    assert_eq!(store.trace(TraceId([6; 16])).unwrap(), vec![older, old]);
 }
 
 #[test]
@@ -668,4 +707,38 @@ fn memory_by_use_follows_writes_flushes_and_reads() {
     let read = store.memory().unwrap();
     assert!(read.memtables < written.memtables, "{written:?} → {read:?}");
     assert!(read.block_cache > 0, "{read:?}");
+}
+
+#[test]
+fn records_written_in_version_1_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    // A new write (version 2) and an older record of the same trace, as
+    // an earlier phosphor wrote it: postcard after a version byte of 1.
+    store.write(&[span(4, 1, "api", "new")]).unwrap();
+    let old = vec![span(4, 2, "cards", "old"), span(4, 3, "cards", "older")];
+    let mut v1 = vec![record::RECORD_V1];
+    v1.extend(postcard::to_allocvec(&old).unwrap());
+    let p = store.current_partition().unwrap();
+    let cf = store.cf(&cf::spans(p)).unwrap();
+    store
+        .db()
+        .put_cf(&cf, keys::fragment_key(TraceId([4; 16]), 0), &v1)
+        .unwrap();
+    let mut got = store.trace(TraceId([4; 16])).unwrap();
+    got.sort_by_key(|f| match f {
+        Fragment::Span(s) => s.span_id,
+        Fragment::Annotation(a) => a.span_id,
+    });
+    assert_eq!(
+        got,
+        vec![span(4, 1, "api", "new"), old[0].clone(), old[1].clone()]
+    );
+    // An unknown version is a clear error, not a panic or a silent gap.
+    store
+        .db()
+        .put_cf(&cf, keys::fragment_key(TraceId([5; 16]), 0), [9, 1, 2])
+        .unwrap();
+    let err = store.trace(TraceId([5; 16])).unwrap_err().to_string();
+    assert!(err.contains("unknown record version 9"), "{err}");
 }

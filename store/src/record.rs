@@ -1,0 +1,807 @@
+//! The stored form of a record: the fragments of one trace that one write
+//! brought.
+//!
+//! Version 2 (written now) keeps each distinct string of the record once,
+//! in a table at its head, and each distinct resource once; spans refer to
+//! them by number. The trace ID is written once, a parent that is a span of
+//! the same record is its number there, and times are differences (a
+//! span's start from the previous span's, its end and its events from its
+//! start), in microseconds where every time of the record is a whole one.
+//! Span and link IDs are kept together, apart from the rest, so that the
+//! compressor sees the spans' repeating structure unbroken.
+//! Annotations are kept as version 1 keeps them. Version 1 (postcard
+//! of the fragments) is still read.
+//!
+//! Decoding untrusted bytes never panics: whatever does not parse is an
+//! error naming what was wrong.
+
+use rustc_hash::FxHashMap;
+
+use crate::model::{
+    Event, Fragment, KeyValue, Link, Protocol, Span, SpanId, SpanKind, StatusCode, Text, TraceId,
+    Value,
+};
+
+/// A record of postcard-encoded fragments.
+pub const RECORD_V1: u8 = 1;
+/// A record with a string table (this module).
+pub const RECORD_V2: u8 = 2;
+
+const FRAG_SPAN: u8 = 0;
+const FRAG_ANNOTATION: u8 = 1;
+
+const HAS_PARENT: u8 = 1;
+const PARENT_IN_RECORD: u8 = 2;
+const OTHER_TRACE: u8 = 4;
+const HAS_SCOPE: u8 = 8;
+
+const V_STR: u8 = 0;
+const V_FALSE: u8 = 1;
+const V_TRUE: u8 = 2;
+const V_INT: u8 = 3;
+const V_DOUBLE: u8 = 4;
+const V_BYTES: u8 = 5;
+const V_ARRAY: u8 = 6;
+const V_MAP: u8 = 7;
+
+/// Deepest nesting of array and map values a record may hold (the
+/// receivers cap it lower).
+const MAX_DEPTH: usize = 64;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn protocol_byte(p: Protocol) -> u8 {
+    match p {
+        Protocol::PhosphorUdp => 0,
+        Protocol::OtlpGrpc => 1,
+        Protocol::OtlpHttp => 2,
+        Protocol::Zipkin => 3,
+        Protocol::Upload => 4,
+    }
+}
+
+fn status_byte(s: StatusCode) -> u8 {
+    match s {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
+    }
+}
+
+/// Builds a record's body, and the string and resource tables it refers
+/// to, then writes them out in order.
+struct Encoder<'a> {
+    strings: FxHashMap<&'a str, u32>,
+    string_list: Vec<&'a str>,
+    resources: FxHashMap<Vec<u8>, u32>,
+    resource_list: Vec<Vec<u8>>,
+    body: Vec<u8>,
+    /// Span, parent and link IDs, kept apart from the body: random bytes
+    /// between the body's repeating structure would hide it from the
+    /// compressor.
+    ids: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Nanoseconds in a unit of the record's times: 1, or 1,000 where
+    /// every time is a whole microsecond (Zipkin's and Jaeger's are).
+    unit: i64,
+}
+
+impl<'a> Encoder<'a> {
+    fn string(&mut self, s: &'a str) -> u32 {
+        let next = self.string_list.len() as u32;
+        *self.strings.entry(s).or_insert_with(|| {
+            self.string_list.push(s);
+            next
+        })
+    }
+
+    fn put_string(out: &mut Vec<u8>, strings: &mut Self, s: &'a str) {
+        let n = strings.string(s);
+        put_varint(out, u64::from(n));
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>, v: &'a Value) {
+        match v {
+            Value::Str(s) => {
+                out.push(V_STR);
+                Self::put_string(out, self, s);
+            }
+            Value::Bool(false) => out.push(V_FALSE),
+            Value::Bool(true) => out.push(V_TRUE),
+            Value::Int(i) => {
+                out.push(V_INT);
+                put_varint(out, zigzag(*i));
+            }
+            Value::Double(d) => {
+                out.push(V_DOUBLE);
+                out.extend_from_slice(&d.to_bits().to_le_bytes());
+            }
+            Value::Bytes(b) => {
+                out.push(V_BYTES);
+                put_varint(out, b.len() as u64);
+                out.extend_from_slice(b);
+            }
+            Value::Array(items) => {
+                out.push(V_ARRAY);
+                put_varint(out, items.len() as u64);
+                for item in items {
+                    self.value(out, item);
+                }
+            }
+            Value::Map(kvs) => {
+                out.push(V_MAP);
+                self.key_values(out, kvs);
+            }
+        }
+    }
+
+    fn key_values(&mut self, out: &mut Vec<u8>, kvs: &'a [KeyValue]) {
+        put_varint(out, kvs.len() as u64);
+        for kv in kvs {
+            Self::put_string(out, self, &kv.key);
+            self.value(out, &kv.value);
+        }
+    }
+
+    /// Writes a span; `parent_index` is its parent's number where the
+    /// parent is an earlier span of the record.
+    fn span(&mut self, s: &'a Span, trace: TraceId, prev_start: u64, parent_index: Option<u32>) {
+        let unit = self.unit;
+        let mut body = std::mem::take(&mut self.body);
+        let mut flags = 0;
+        if s.parent_span_id.is_some() {
+            flags |= HAS_PARENT;
+        }
+        if parent_index.is_some() {
+            flags |= PARENT_IN_RECORD;
+        }
+        if s.trace_id != trace {
+            flags |= OTHER_TRACE;
+        }
+        if s.scope.is_some() {
+            flags |= HAS_SCOPE;
+        }
+        body.push(FRAG_SPAN);
+        body.push(flags);
+        body.push(s.kind.as_u8() | (status_byte(s.status) << 4));
+        body.push(protocol_byte(s.protocol));
+        if s.trace_id != trace {
+            self.ids.extend_from_slice(&s.trace_id.0);
+        }
+        self.ids.extend_from_slice(&s.span_id.0);
+        match (parent_index, s.parent_span_id) {
+            (Some(i), _) => put_varint(&mut body, u64::from(i)),
+            (None, Some(p)) => self.ids.extend_from_slice(&p.0),
+            (None, None) => {}
+        }
+        put_varint(
+            &mut body,
+            zigzag(s.start_ns.wrapping_sub(prev_start) as i64 / unit),
+        );
+        put_varint(&mut body, s.end_ns.wrapping_sub(s.start_ns) / unit as u64);
+        Self::put_string(&mut body, self, &s.name);
+        Self::put_string(&mut body, self, &s.service);
+        Self::put_string(&mut body, self, &s.status_message);
+        if let Some(scope) = &s.scope {
+            Self::put_string(&mut body, self, scope);
+        }
+        self.key_values(&mut body, &s.attributes);
+        // Resources are shared by every span of a service: each distinct
+        // one is written once.
+        let mut res = std::mem::take(&mut self.scratch);
+        res.clear();
+        self.key_values(&mut res, &s.resource);
+        let next = self.resource_list.len() as u32;
+        let r = match self.resources.get(&res) {
+            Some(&r) => r,
+            None => {
+                self.resources.insert(res.clone(), next);
+                self.resource_list.push(res.clone());
+                next
+            }
+        };
+        self.scratch = res;
+        put_varint(&mut body, u64::from(r));
+        put_varint(&mut body, s.events.len() as u64);
+        for e in &s.events {
+            put_varint(
+                &mut body,
+                zigzag(e.time_ns.wrapping_sub(s.start_ns) as i64 / unit),
+            );
+            Self::put_string(&mut body, self, &e.name);
+            self.key_values(&mut body, &e.attributes);
+        }
+        put_varint(&mut body, s.links.len() as u64);
+        for l in &s.links {
+            self.ids.extend_from_slice(&l.trace_id.0);
+            self.ids.extend_from_slice(&l.span_id.0);
+            self.key_values(&mut body, &l.attributes);
+        }
+        self.body = body;
+    }
+}
+
+/// 1,000 where every time of the record's spans is a whole microsecond,
+/// below 2^62 (so every difference is exact), and no span ends before it
+/// starts; else 1.
+fn time_unit(fragments: &[&Fragment]) -> i64 {
+    let whole = |t: u64| t.is_multiple_of(1_000) && t < 1 << 62;
+    let all = fragments.iter().all(|f| match f {
+        Fragment::Span(s) => {
+            whole(s.start_ns)
+                && whole(s.end_ns)
+                && s.end_ns >= s.start_ns
+                && s.events.iter().all(|e| whole(e.time_ns))
+        }
+        Fragment::Annotation(_) => true,
+    });
+    if all { 1_000 } else { 1 }
+}
+
+/// Appends the version 2 record of `fragments` (one trace's) to `out`.
+pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> {
+    let trace = fragments.first().map_or(TraceId([0; 16]), |f| f.trace_id());
+    let mut enc = Encoder {
+        strings: FxHashMap::default(),
+        string_list: Vec::new(),
+        resources: FxHashMap::default(),
+        resource_list: Vec::new(),
+        body: Vec::with_capacity(fragments.len() * 160),
+        ids: Vec::with_capacity(fragments.len() * 8),
+        scratch: Vec::new(),
+        unit: time_unit(fragments),
+    };
+    // Numbers of the spans written so far (of the record's trace): a parent
+    // among them is written as its number.
+    let mut earlier: FxHashMap<SpanId, u32> = FxHashMap::default();
+    let mut spans = 0u32;
+    let mut prev_start = 0u64;
+    for f in fragments {
+        match f {
+            Fragment::Span(s) => {
+                let parent = s
+                    .parent_span_id
+                    .filter(|_| s.trace_id == trace)
+                    .and_then(|p| earlier.get(&p).copied());
+                enc.span(s, trace, prev_start, parent);
+                prev_start = s.start_ns;
+                if s.trace_id == trace {
+                    earlier.entry(s.span_id).or_insert(spans);
+                }
+                spans += 1;
+            }
+            Fragment::Annotation(a) => {
+                enc.body.push(FRAG_ANNOTATION);
+                let bytes = postcard::to_allocvec(a).map_err(|e| e.to_string())?;
+                put_varint(&mut enc.body, bytes.len() as u64);
+                enc.body.extend_from_slice(&bytes);
+            }
+        }
+    }
+    let strings_len: usize = enc.string_list.iter().map(|s| s.len() + 2).sum();
+    let resources_len: usize = enc.resource_list.iter().map(|r| r.len() + 2).sum();
+    out.reserve(40 + strings_len + resources_len + enc.ids.len() + enc.body.len());
+    out.push(RECORD_V2);
+    out.push(u8::from(enc.unit == 1_000));
+    out.extend_from_slice(&trace.0);
+    put_varint(out, enc.string_list.len() as u64);
+    for s in &enc.string_list {
+        put_varint(out, s.len() as u64);
+        out.extend_from_slice(s.as_bytes());
+    }
+    put_varint(out, enc.resource_list.len() as u64);
+    for r in &enc.resource_list {
+        put_varint(out, r.len() as u64);
+        out.extend_from_slice(r);
+    }
+    put_varint(out, enc.ids.len() as u64);
+    out.extend_from_slice(&enc.ids);
+    put_varint(out, fragments.len() as u64);
+    out.extend_from_slice(&enc.body);
+    Ok(())
+}
+
+/// Reads a version 2 record's body (after the version byte).
+struct Decoder<'a> {
+    buf: &'a [u8],
+    strings: Vec<&'a str>,
+}
+
+type Parse<T> = Result<T, String>;
+
+impl<'a> Decoder<'a> {
+    fn varint(&mut self) -> Parse<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = self.buf.split_first().ok_or("truncated varint")?;
+            self.buf = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    fn count(&mut self, what: &str) -> Parse<usize> {
+        let n = self.varint()?;
+        // Every item takes at least a byte: a count past the bytes left is
+        // corrupt, and never sizes an allocation.
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.buf.len())
+            .ok_or_else(|| format!("{what} count {n} past the record's end"))
+    }
+
+    fn bytes(&mut self, n: usize) -> Parse<&'a [u8]> {
+        if n > self.buf.len() {
+            return Err("truncated".into());
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Parse<u8> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Parse<[u8; N]> {
+        Ok(self.bytes(N)?.try_into().expect("N bytes"))
+    }
+
+    fn string(&mut self) -> Parse<&'a str> {
+        let n = self.varint()?;
+        usize::try_from(n)
+            .ok()
+            .and_then(|n| self.strings.get(n).copied())
+            .ok_or_else(|| format!("string {n} not in the record's table"))
+    }
+
+    fn text(&mut self) -> Parse<Text> {
+        self.string().map(Text::from)
+    }
+
+    fn value(&mut self, depth: usize) -> Parse<Value> {
+        if depth > MAX_DEPTH {
+            return Err("values nested too deep".into());
+        }
+        Ok(match self.byte()? {
+            V_STR => Value::Str(self.text()?),
+            V_FALSE => Value::Bool(false),
+            V_TRUE => Value::Bool(true),
+            V_INT => Value::Int(unzigzag(self.varint()?)),
+            V_DOUBLE => Value::Double(f64::from_bits(u64::from_le_bytes(self.array()?))),
+            V_BYTES => {
+                let n = self.count("bytes")?;
+                Value::Bytes(self.bytes(n)?.to_vec())
+            }
+            V_ARRAY => {
+                let n = self.count("array")?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.value(depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            V_MAP => Value::Map(self.key_values(depth + 1)?),
+            t => return Err(format!("unknown value tag {t}")),
+        })
+    }
+
+    fn key_values(&mut self, depth: usize) -> Parse<Vec<KeyValue>> {
+        let n = self.count("attribute")?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = self.text()?;
+            out.push(KeyValue {
+                key,
+                value: self.value(depth)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn protocol_from(b: u8) -> Parse<Protocol> {
+    Ok(match b {
+        0 => Protocol::PhosphorUdp,
+        1 => Protocol::OtlpGrpc,
+        2 => Protocol::OtlpHttp,
+        3 => Protocol::Zipkin,
+        4 => Protocol::Upload,
+        _ => return Err(format!("unknown protocol {b}")),
+    })
+}
+
+fn status_from(b: u8) -> Parse<StatusCode> {
+    Ok(match b {
+        0 => StatusCode::Unset,
+        1 => StatusCode::Ok,
+        2 => StatusCode::Error,
+        _ => return Err(format!("unknown status {b}")),
+    })
+}
+
+/// Decodes a version 2 record body (the bytes after the version byte).
+pub fn decode_v2(body: &[u8]) -> Parse<Vec<Fragment>> {
+    let mut d = Decoder {
+        buf: body,
+        strings: Vec::new(),
+    };
+    let unit: u64 = match d.byte()? {
+        0 => 1,
+        1 => 1_000,
+        u => return Err(format!("unknown time unit {u}")),
+    };
+    let trace = TraceId(d.array()?);
+    let n_strings = d.count("string")?;
+    d.strings.reserve(n_strings);
+    for _ in 0..n_strings {
+        let n = d.count("string length")?;
+        let s = std::str::from_utf8(d.bytes(n)?).map_err(|e| e.to_string())?;
+        d.strings.push(s);
+    }
+    let n_resources = d.count("resource")?;
+    let mut resources = Vec::with_capacity(n_resources);
+    for _ in 0..n_resources {
+        let n = d.count("resource length")?;
+        let bytes = d.bytes(n)?;
+        let rest = std::mem::replace(&mut d.buf, bytes);
+        let kvs = d.key_values(0)?;
+        if !d.buf.is_empty() {
+            return Err("trailing bytes in a resource".into());
+        }
+        d.buf = rest;
+        resources.push(kvs);
+    }
+    let n_ids = d.count("ID bytes")?;
+    let mut ids = Decoder {
+        buf: d.bytes(n_ids)?,
+        strings: Vec::new(),
+    };
+    let n = d.count("fragment")?;
+    let mut out = Vec::with_capacity(n);
+    let mut span_ids: Vec<SpanId> = Vec::new();
+    let mut prev_start = 0u64;
+    for _ in 0..n {
+        match d.byte()? {
+            FRAG_SPAN => {
+                let flags = d.byte()?;
+                let kind_status = d.byte()?;
+                let protocol = protocol_from(d.byte()?)?;
+                let trace_id = if flags & OTHER_TRACE != 0 {
+                    TraceId(ids.array()?)
+                } else {
+                    trace
+                };
+                let span_id = SpanId(ids.array()?);
+                let parent_span_id = match (flags & HAS_PARENT != 0, flags & PARENT_IN_RECORD != 0)
+                {
+                    (false, _) => None,
+                    (true, true) => {
+                        let i = d.varint()?;
+                        Some(
+                            usize::try_from(i)
+                                .ok()
+                                .and_then(|i| span_ids.get(i).copied())
+                                .ok_or_else(|| format!("parent {i} not in the record"))?,
+                        )
+                    }
+                    (true, false) => Some(SpanId(ids.array()?)),
+                };
+                let start_ns =
+                    prev_start.wrapping_add((unzigzag(d.varint()?) as u64).wrapping_mul(unit));
+                prev_start = start_ns;
+                let end_ns = start_ns.wrapping_add(d.varint()?.wrapping_mul(unit));
+                let name = d.text()?;
+                let service = d.text()?;
+                let status_message = d.text()?;
+                let scope = if flags & HAS_SCOPE != 0 {
+                    Some(d.string()?.to_string())
+                } else {
+                    None
+                };
+                let attributes = d.key_values(0)?;
+                let r = d.varint()?;
+                let resource = usize::try_from(r)
+                    .ok()
+                    .and_then(|r| resources.get(r).cloned())
+                    .ok_or_else(|| format!("resource {r} not in the record"))?;
+                let n_events = d.count("event")?;
+                let mut events = Vec::with_capacity(n_events);
+                for _ in 0..n_events {
+                    let time_ns =
+                        start_ns.wrapping_add((unzigzag(d.varint()?) as u64).wrapping_mul(unit));
+                    let name = d.text()?;
+                    events.push(Event {
+                        time_ns,
+                        name,
+                        attributes: d.key_values(0)?,
+                    });
+                }
+                let n_links = d.count("link")?;
+                let mut links = Vec::with_capacity(n_links);
+                for _ in 0..n_links {
+                    let trace_id = TraceId(ids.array()?);
+                    let span_id = SpanId(ids.array()?);
+                    links.push(Link {
+                        trace_id,
+                        span_id,
+                        attributes: d.key_values(0)?,
+                    });
+                }
+                span_ids.push(span_id);
+                out.push(Fragment::Span(Span {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    name,
+                    kind: SpanKind::from_u8(kind_status & 0x0f),
+                    service,
+                    start_ns,
+                    end_ns,
+                    status: status_from(kind_status >> 4)?,
+                    status_message,
+                    attributes,
+                    resource,
+                    scope,
+                    events,
+                    links,
+                    protocol,
+                }));
+            }
+            FRAG_ANNOTATION => {
+                let n = d.count("annotation length")?;
+                let a = postcard::from_bytes(d.bytes(n)?).map_err(|e| e.to_string())?;
+                out.push(Fragment::Annotation(a));
+            }
+            t => return Err(format!("unknown fragment tag {t}")),
+        }
+    }
+    if !d.buf.is_empty() {
+        return Err("trailing bytes after the last fragment".into());
+    }
+    if !ids.buf.is_empty() {
+        return Err("IDs left over after the last fragment".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Annotation, AnnotationType, LegacyIds};
+
+    fn kv(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value,
+        }
+    }
+
+    fn span(trace: u8, id: u8, parent: Option<u8>, start_ns: u64) -> Span {
+        Span {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: parent.map(|p| SpanId([p; 8])),
+            name: "GET /cards/{id}".into(),
+            kind: SpanKind::Server,
+            service: "cards".into(),
+            start_ns,
+            end_ns: start_ns.wrapping_add(1_234_000),
+            status: StatusCode::Unset,
+            status_message: Default::default(),
+            attributes: vec![
+                kv("http.method", Value::Str("GET".into())),
+                kv("http.status_code", Value::Int(200)),
+            ],
+            resource: vec![kv("host.name", Value::Str("cards-7f9c".into()))],
+            scope: None,
+            events: Vec::new(),
+            links: Vec::new(),
+            protocol: Protocol::OtlpGrpc,
+        }
+    }
+
+    /// Spans and annotations with every kind of value and every field set
+    /// one way or another: parents before and after their children, a
+    /// parent outside the record, a span of another trace, times that run
+    /// backwards, an end before the start.
+    fn mixed() -> Vec<Fragment> {
+        let mut child_first = span(1, 2, Some(3), 2_000_000_000);
+        child_first.kind = SpanKind::Client;
+        let mut parent = span(1, 3, None, 1_000_000_000);
+        parent.status = StatusCode::Error;
+        parent.end_ns += 7; // not a whole microsecond: the record keeps nanoseconds
+        parent.status_message = "upstream \"failed\"\n".into();
+        parent.scope = Some("io.opentelemetry.http 1.2".into());
+        parent.protocol = Protocol::Zipkin;
+        parent.attributes = vec![
+            kv(
+                "s",
+                Value::Str("a string longer than twenty-four bytes, é".into()),
+            ),
+            kv("empty", Value::Str("".into())),
+            kv("t", Value::Bool(true)),
+            kv("f", Value::Bool(false)),
+            kv("min", Value::Int(i64::MIN)),
+            kv("max", Value::Int(i64::MAX)),
+            kv("neg", Value::Int(-5)),
+            kv("pi", Value::Double(std::f64::consts::PI)),
+            kv("nan", Value::Double(f64::NAN)),
+            kv("negzero", Value::Double(-0.0)),
+            kv("bytes", Value::Bytes(vec![0, 1, 255])),
+            kv(
+                "array",
+                Value::Array(vec![
+                    Value::Int(1),
+                    Value::Str("two".into()),
+                    Value::Array(vec![]),
+                ]),
+            ),
+            kv(
+                "map",
+                Value::Map(vec![
+                    kv("inner", Value::Bool(true)),
+                    kv("deeper", Value::Map(vec![kv("x", Value::Double(1.5))])),
+                ]),
+            ),
+            kv("s", Value::Str("a duplicate key".into())),
+        ];
+        parent.resource = vec![
+            kv("host.name", Value::Str("other-host".into())),
+            kv("service.version", Value::Str("1.2.3".into())),
+        ];
+        parent.events = vec![
+            Event {
+                time_ns: parent.start_ns + 10,
+                name: "exception".into(),
+                attributes: vec![kv("exception.type", Value::Str("IOError".into()))],
+            },
+            Event {
+                // Before the span's start.
+                time_ns: parent.start_ns - 500,
+                name: "early".into(),
+                attributes: Vec::new(),
+            },
+        ];
+        parent.links = vec![Link {
+            trace_id: TraceId([9; 16]),
+            span_id: SpanId([8; 8]),
+            attributes: vec![kv("link.kind", Value::Str("follows".into()))],
+        }];
+        let after_parent = span(1, 4, Some(3), 900_000_000);
+        let mut outside_parent = span(1, 5, Some(77), u64::MAX - 10);
+        outside_parent.end_ns = 3; // before its start: kept as it came
+        let mut other_trace = span(2, 6, Some(3), 0);
+        other_trace.kind = SpanKind::Consumer;
+        other_trace.protocol = Protocol::PhosphorUdp;
+        let annotation = Annotation {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([7; 8]),
+            parent_id: Some(SpanId([3; 8])),
+            legacy: LegacyIds {
+                trace: Some("legacy-trace".into()),
+                span: None,
+                parent: None,
+            },
+            kind: AnnotationType::ClientSend,
+            one_way: false,
+            timestamp_us: 1_000_001,
+            duration_us: 0,
+            hostname: "host".into(),
+            origin: "api".into(),
+            destination: "cards".into(),
+            payload: "{}".into(),
+            attributes: vec![("method".into(), "GET".into())],
+        };
+        let same_id = span(1, 3, Some(3), 1_000_000_001);
+        vec![
+            Fragment::Span(child_first),
+            Fragment::Span(parent),
+            Fragment::Annotation(annotation),
+            Fragment::Span(after_parent),
+            Fragment::Span(outside_parent),
+            Fragment::Span(other_trace),
+            Fragment::Span(same_id),
+        ]
+    }
+
+    fn encoded(frags: &[Fragment]) -> Vec<u8> {
+        let refs: Vec<&Fragment> = frags.iter().collect();
+        let mut out = Vec::new();
+        encode(&refs, &mut out).unwrap();
+        out
+    }
+
+    /// Equality that holds NaN equal to itself (the bits must match).
+    fn same(a: &[Fragment], b: &[Fragment]) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    #[test]
+    fn every_field_and_value_round_trips() {
+        let frags = mixed();
+        let bytes = encoded(&frags);
+        assert_eq!(bytes[0], RECORD_V2);
+        assert_eq!(bytes[1], 0, "times in nanoseconds");
+        let back = decode_v2(&bytes[1..]).unwrap();
+        assert!(same(&back, &frags), "{back:#?}");
+        let nan = |f: &Fragment| match f {
+            Fragment::Span(s) => s
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "nan")
+                .map(|kv| matches!(kv.value, Value::Double(d) if d.is_nan())),
+            _ => None,
+        };
+        assert_eq!(back.iter().find_map(nan), Some(true));
+        assert_eq!(decode_v2(&encoded(&[])[1..]).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn shared_strings_and_resources_are_written_once() {
+        let frags: Vec<Fragment> = (0..50)
+            .map(|i| {
+                Fragment::Span(span(
+                    0xab,
+                    i + 1,
+                    (i > 0).then_some(1),
+                    1_000 * u64::from(i),
+                ))
+            })
+            .collect();
+        let bytes = encoded(&frags);
+        let count = |needle: &[u8]| bytes.windows(needle.len()).filter(|w| *w == needle).count();
+        assert_eq!(count(b"GET /cards/{id}"), 1);
+        assert_eq!(count(b"cards-7f9c"), 1);
+        assert_eq!(count(&[0xab; 16]), 1, "the trace ID once");
+        assert_eq!(bytes[1], 1, "times in microseconds");
+        let v1 = postcard::to_allocvec(&frags).unwrap().len();
+        assert!(bytes.len() * 2 < v1, "{} bytes against {v1}", bytes.len());
+        assert_eq!(decode_v2(&bytes[1..]).unwrap(), frags);
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let bytes = encoded(&mixed());
+        for cut in 1..bytes.len() {
+            assert!(decode_v2(&bytes[1..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            decode_v2(&long[1..]).unwrap_err(),
+            "trailing bytes after the last fragment"
+        );
+        // Every byte flipped in turn: an error or some record, never a panic
+        // or an allocation sized by garbage.
+        for i in 1..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0xff;
+            let _ = decode_v2(&bad[1..]);
+        }
+        let mut huge = vec![0u8; 17];
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(
+            decode_v2(&huge)
+                .unwrap_err()
+                .contains("past the record's end")
+        );
+    }
+}
