@@ -19,18 +19,23 @@ pub(crate) struct PartitionCatalog {
 impl PartitionCatalog {
     /// Takes a key; `false` when it was known already, or is a value of an
     /// attribute key that has reached its cap.
-    pub fn insert(&mut self, k: Vec<u8>) -> bool {
-        if self.keys.contains(&k) {
+    /// Allocates only for a key it takes: on the write path nearly every
+    /// key offered is known or over its cap.
+    pub fn insert(&mut self, k: &[u8]) -> bool {
+        if self.keys.contains(k) {
             return false;
         }
-        if let Some(f) = keys::decode_fields(&k, keys::CATALOG_ATTR_VALUE, 2) {
-            let n = self.values_per_key.entry(f[0].to_string()).or_default();
+        if let Some(f) = keys::decode_fields(k, keys::CATALOG_ATTR_VALUE, 2) {
+            let n = match self.values_per_key.get_mut(f[0]) {
+                Some(n) => n,
+                None => self.values_per_key.entry(f[0].to_string()).or_default(),
+            };
             if *n >= MAX_VALUES_PER_KEY {
                 return false;
             }
             *n += 1;
         }
-        self.keys.insert(k)
+        self.keys.insert(k.to_vec())
     }
 
     /// Forgets a key taken by [`PartitionCatalog::insert`].
@@ -57,19 +62,19 @@ mod tests {
                 &["request.id", &i.to_string()],
                 &[],
             );
-            assert_eq!(c.insert(k), i < MAX_VALUES_PER_KEY, "{i}");
+            assert_eq!(c.insert(&k), i < MAX_VALUES_PER_KEY, "{i}");
         }
         // Other keys, and other kinds of entry, are not affected.
-        assert!(c.insert(keys::index_key(
+        assert!(c.insert(&keys::index_key(
             keys::CATALOG_ATTR_VALUE,
             &["region", "eu"],
             &[]
         )));
-        assert!(c.insert(keys::service_key("api")));
-        assert!(!c.insert(keys::service_key("api")));
+        assert!(c.insert(&keys::service_key("api")));
+        assert!(!c.insert(&keys::service_key("api")));
         let first = keys::index_key(keys::CATALOG_ATTR_VALUE, &["request.id", "0"], &[]);
         c.remove(&first);
-        assert!(c.insert(keys::index_key(
+        assert!(c.insert(&keys::index_key(
             keys::CATALOG_ATTR_VALUE,
             &["request.id", "new"],
             &[]

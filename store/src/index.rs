@@ -8,7 +8,6 @@
 //! are right whichever end arrives last.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -46,6 +45,9 @@ struct Indexed<'a> {
     attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
+/// A call between services in an hour: bucket, caller, callee.
+type Call<'a> = (u64, Cow<'a, str>, Cow<'a, str>);
+
 fn bucket(us: u64) -> u64 {
     us - us % DEPENDENCY_BUCKET_US
 }
@@ -55,13 +57,15 @@ fn bucket(us: u64) -> u64 {
 /// and terms; `next_block` hands out block sequence numbers.
 fn emit_blocks(
     w: &mut IndexWrites,
-    mut entries: Vec<Indexed<'_>>,
+    entries: Vec<Indexed<'_>>,
     next_block: &mut dyn FnMut() -> u64,
 ) {
-    entries.sort_by_key(|e| e.start_us);
+    // References are sorted, not the entries themselves (which are large).
+    let mut sorted: Vec<&Indexed<'_>> = entries.iter().collect();
+    sorted.sort_by_key(|e| e.start_us);
     let mut catalog: FxHashSet<Vec<u8>> = FxHashSet::default();
     let mut key = Vec::with_capacity(128);
-    let mut rest = &entries[..];
+    let mut rest = &sorted[..];
     while let Some(first) = rest.first() {
         let min = first.start_us;
         let n = rest
@@ -147,8 +151,13 @@ fn emit_blocks(
 
 fn kv_strings(kvs: &[KeyValue]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     kvs.iter().map(|kv| {
+        // As `Value`'s `Display` writes them, without its formatting
+        // machinery for the common kinds.
         let v = match &kv.value {
             Value::Str(s) => Cow::Borrowed(s.as_str()),
+            Value::Int(i) => Cow::Owned(itoa::Buffer::new().format(*i).to_string()),
+            Value::Bool(true) => Cow::Borrowed("true"),
+            Value::Bool(false) => Cow::Borrowed("false"),
             other => Cow::Owned(other.to_string()),
         };
         (Cow::Borrowed(kv.key.as_str()), v)
@@ -175,8 +184,10 @@ pub(crate) fn index_batch(
 ) -> IndexWrites {
     let mut w = IndexWrites::default();
     let mut entries: Vec<Indexed<'_>> = Vec::new();
-    let mut summaries: HashMap<TraceId, Summary> = HashMap::new();
-    let mut deps: HashMap<(u64, String, String), (u64, u64)> = HashMap::new();
+    let mut summaries: FxHashMap<TraceId, Summary> = FxHashMap::default();
+    // Calls between services, by hour: caller and callee are borrowed from
+    // the fragments where they can be (they are looked up once a span).
+    let mut deps: FxHashMap<Call<'_>, (u64, u64)> = FxHashMap::default();
 
     // OTLP-shaped spans.
     let spans: Vec<&Span> = fragments
@@ -186,17 +197,17 @@ pub(crate) fn index_batch(
             Fragment::Annotation(_) => None,
         })
         .collect();
-    let by_id: HashMap<(TraceId, SpanId), &Span> = spans
+    let by_id: FxHashMap<(TraceId, SpanId), &Span> = spans
         .iter()
         .map(|s| ((s.trace_id, s.span_id), *s))
         .collect();
     // Client sides, for server sides that share their span ID (Zipkin).
-    let callers: HashMap<(TraceId, SpanId), &Span> = spans
+    let callers: FxHashMap<(TraceId, SpanId), &Span> = spans
         .iter()
         .filter(|s| matches!(s.kind, SpanKind::Client | SpanKind::Producer))
         .map(|s| ((s.trace_id, s.span_id), *s))
         .collect();
-    let mut has_remote_child: std::collections::HashSet<(TraceId, SpanId)> = Default::default();
+    let mut has_remote_child: FxHashSet<(TraceId, SpanId)> = FxHashSet::default();
     for s in &spans {
         let start_us = s.start_ns / 1_000;
         let error = s.status == StatusCode::Error;
@@ -218,12 +229,7 @@ pub(crate) fn index_batch(
         sum.spans += 1;
         sum.errors += u64::from(error);
         sum.add_service(&s.service, 1);
-        sum.offer_root(RootCandidate {
-            start_us,
-            service: s.service.to_string(),
-            name: s.name.to_string(),
-            has_parent: s.parent_span_id.is_some(),
-        });
+        sum.offer_root_parts(start_us, &s.service, &s.name, s.parent_span_id.is_some());
         // A call between services: this span's caller (the client side it
         // shares an ID with, or its parent) is another service's.
         let shared_caller = matches!(s.kind, SpanKind::Server | SpanKind::Consumer)
@@ -237,8 +243,8 @@ pub(crate) fn index_batch(
             let e = deps
                 .entry((
                     bucket(start_us),
-                    p.service.to_string(),
-                    s.service.to_string(),
+                    Cow::Borrowed(p.service.as_str()),
+                    Cow::Borrowed(s.service.as_str()),
                 ))
                 .or_default();
             e.0 += 1;
@@ -252,11 +258,15 @@ pub(crate) fn index_batch(
             && !has_remote_child.contains(&(s.trace_id, s.span_id))
             && let Some(peer) = s.attributes.iter().find(|kv| kv.key == "peer.service")
         {
+            let callee = match &peer.value {
+                Value::Str(v) => Cow::Borrowed(v.as_str()),
+                other => Cow::Owned(other.to_string()),
+            };
             let e = deps
                 .entry((
                     bucket(s.start_ns / 1_000),
-                    s.service.to_string(),
-                    peer.value.to_string(),
+                    Cow::Borrowed(s.service.as_str()),
+                    callee,
                 ))
                 .or_default();
             e.0 += 1;
@@ -265,8 +275,8 @@ pub(crate) fn index_batch(
     }
 
     // Phosphor annotations, by span side.
-    let mut sides: HashMap<(TraceId, SpanId, bool), Vec<&Annotation>> = HashMap::new();
-    let mut span_ops: HashMap<(TraceId, SpanId), String> = HashMap::new();
+    let mut sides: FxHashMap<(TraceId, SpanId, bool), Vec<&Annotation>> = FxHashMap::default();
+    let mut span_ops: FxHashMap<(TraceId, SpanId), String> = FxHashMap::default();
     for f in fragments {
         let Fragment::Annotation(a) = f else { continue };
         let us = u64::try_from(a.timestamp_us).unwrap_or(0);
@@ -293,7 +303,11 @@ pub(crate) fn index_batch(
             && !a.destination.is_empty()
         {
             let e = deps
-                .entry((bucket(us), a.origin.clone(), a.destination.clone()))
+                .entry((
+                    bucket(us),
+                    Cow::Borrowed(a.origin.as_str()),
+                    Cow::Borrowed(a.destination.as_str()),
+                ))
                 .or_default();
             if a.kind == AnnotationType::ClientSend {
                 e.0 += 1;
@@ -302,7 +316,7 @@ pub(crate) fn index_batch(
             }
         }
     }
-    let mut stored: HashMap<TraceId, Vec<Fragment>> = HashMap::new();
+    let mut stored: FxHashMap<TraceId, Vec<Fragment>> = FxHashMap::default();
     for ((trace, span, client), batch) in sides {
         let (start_kind, end_kind) = if client {
             (AnnotationType::ClientSend, AnnotationType::ClientRecv)
@@ -416,4 +430,34 @@ pub(crate) fn index_batch(
     w.catalog.sort();
     w.catalog.dedup();
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexed_values_are_written_as_display_writes_them() {
+        let values = [
+            Value::Str("GET".into()),
+            Value::Int(0),
+            Value::Int(-42),
+            Value::Int(i64::MIN),
+            Value::Int(i64::MAX),
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Double(1.5),
+            Value::Array(vec![Value::Int(1), Value::Bool(false)]),
+        ];
+        let kvs: Vec<KeyValue> = values
+            .iter()
+            .map(|v| KeyValue {
+                key: "k".into(),
+                value: v.clone(),
+            })
+            .collect();
+        for ((_, got), v) in kv_strings(&kvs).zip(&values) {
+            assert_eq!(got, v.to_string());
+        }
+    }
 }

@@ -367,7 +367,7 @@ impl Store {
                 if k[0] > keys::CATALOG_ATTR_VALUE {
                     break;
                 }
-                known.insert(k.to_vec());
+                known.insert(k);
                 it.next();
             }
             it.status()?;
@@ -488,7 +488,7 @@ impl Store {
             encoded
                 .catalog
                 .into_iter()
-                .filter(|k| known.insert(k.clone()))
+                .filter(|k| known.insert(k))
                 .collect()
         };
         for k in &new_catalog {

@@ -286,9 +286,12 @@ pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> 
             }
             Fragment::Annotation(a) => {
                 enc.body.push(FRAG_ANNOTATION);
-                let bytes = postcard::to_allocvec(a).map_err(|e| e.to_string())?;
+                let mut bytes = std::mem::take(&mut enc.scratch);
+                bytes.clear();
+                let bytes = postcard::to_extend(a, bytes).map_err(|e| e.to_string())?;
                 put_varint(&mut enc.body, bytes.len() as u64);
                 enc.body.extend_from_slice(&bytes);
+                enc.scratch = bytes;
             }
         }
     }

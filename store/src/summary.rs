@@ -17,15 +17,10 @@ pub struct RootCandidate {
 }
 
 impl RootCandidate {
-    /// Spans without a parent beat spans with one; then the earliest.
-    fn better_than(&self, other: &RootCandidate) -> bool {
+    /// What candidates are ordered by: spans without a parent beat spans
+    /// with one; then the earliest.
+    fn rank(&self) -> (bool, u64, &str, &str) {
         (self.has_parent, self.start_us, &self.service, &self.name)
-            < (
-                other.has_parent,
-                other.start_us,
-                &other.service,
-                &other.name,
-            )
     }
 }
 
@@ -81,8 +76,25 @@ impl Summary {
 
     /// Offers a root candidate.
     pub fn offer_root(&mut self, c: RootCandidate) {
-        if self.root.as_ref().is_none_or(|r| c.better_than(r)) {
+        if self.root.as_ref().is_none_or(|r| c.rank() < r.rank()) {
             self.root = Some(c);
+        }
+    }
+
+    /// Offers a root candidate by its parts, copying them only when it
+    /// wins (on the write path, nearly every span loses).
+    pub fn offer_root_parts(&mut self, start_us: u64, service: &str, name: &str, has_parent: bool) {
+        if self
+            .root
+            .as_ref()
+            .is_none_or(|r| (has_parent, start_us, service, name) < r.rank())
+        {
+            self.root = Some(RootCandidate {
+                start_us,
+                service: service.to_string(),
+                name: name.to_string(),
+                has_parent,
+            });
         }
     }
 
@@ -174,6 +186,30 @@ mod tests {
             name: format!("n{start}"),
             has_parent,
         }
+    }
+
+    #[test]
+    fn a_root_offered_by_parts_wins_as_the_whole_candidate_would() {
+        let offers = [
+            (300, "b", "x", true),
+            (200, "b", "y", true),
+            (400, "a", "z", false),
+            (400, "a", "a", false),
+            (100, "c", "w", true),
+        ];
+        let (mut by_parts, mut whole) = (Summary::default(), Summary::default());
+        for (start_us, service, name, has_parent) in offers {
+            by_parts.offer_root_parts(start_us, service, name, has_parent);
+            whole.offer_root(RootCandidate {
+                start_us,
+                service: service.into(),
+                name: name.into(),
+                has_parent,
+            });
+            assert_eq!(by_parts.root, whole.root);
+        }
+        let root = by_parts.root.unwrap();
+        assert_eq!((root.start_us, root.name.as_str()), (400, "a"));
     }
 
     #[test]
