@@ -197,8 +197,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     servers.spawn({
         let s = shutdown_signal(&stop_rx);
         async move {
-            axum::serve(http_listener, app)
-                .with_graceful_shutdown(s)
+            phosphor_collector::serve_http(http_listener, app, s)
                 .await
                 .map_err(anyhow::Error::from)
         }
