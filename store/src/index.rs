@@ -149,19 +149,21 @@ fn emit_blocks(
     w.catalog.extend(catalog);
 }
 
+/// A value as text, as `Value`'s `Display` writes it, without the
+/// formatting machinery for the common kinds (and borrowed where it can be).
+fn value_text(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::Str(s) => Cow::Borrowed(s.as_str()),
+        Value::Int(i) => Cow::Owned(itoa::Buffer::new().format(*i).to_string()),
+        Value::Bool(true) => Cow::Borrowed("true"),
+        Value::Bool(false) => Cow::Borrowed("false"),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
 fn kv_strings(kvs: &[KeyValue]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    kvs.iter().map(|kv| {
-        // As `Value`'s `Display` writes them, without its formatting
-        // machinery for the common kinds.
-        let v = match &kv.value {
-            Value::Str(s) => Cow::Borrowed(s.as_str()),
-            Value::Int(i) => Cow::Owned(itoa::Buffer::new().format(*i).to_string()),
-            Value::Bool(true) => Cow::Borrowed("true"),
-            Value::Bool(false) => Cow::Borrowed("false"),
-            other => Cow::Owned(other.to_string()),
-        };
-        (Cow::Borrowed(kv.key.as_str()), v)
-    })
+    kvs.iter()
+        .map(|kv| (Cow::Borrowed(kv.key.as_str()), value_text(&kv.value)))
 }
 
 fn span_attributes(s: &Span) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
@@ -258,15 +260,11 @@ pub(crate) fn index_batch(
             && !has_remote_child.contains(&(s.trace_id, s.span_id))
             && let Some(peer) = s.attributes.iter().find(|kv| kv.key == "peer.service")
         {
-            let callee = match &peer.value {
-                Value::Str(v) => Cow::Borrowed(v.as_str()),
-                other => Cow::Owned(other.to_string()),
-            };
             let e = deps
                 .entry((
                     bucket(s.start_ns / 1_000),
                     Cow::Borrowed(s.service.as_str()),
-                    callee,
+                    value_text(&peer.value),
                 ))
                 .or_default();
             e.0 += 1;

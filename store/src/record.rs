@@ -87,8 +87,8 @@ fn status_byte(s: StatusCode) -> u8 {
 struct Encoder<'a> {
     strings: FxHashMap<&'a str, u32>,
     string_list: Vec<&'a str>,
+    /// Each distinct resource, encoded, and its number.
     resources: FxHashMap<Vec<u8>, u32>,
-    resource_list: Vec<Vec<u8>>,
     body: Vec<u8>,
     /// Span, parent and link IDs, kept apart from the body: random bytes
     /// between the body's repeating structure would hide it from the
@@ -101,6 +101,7 @@ struct Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
+    /// The number of `s` in the string table, added if new.
     fn string(&mut self, s: &'a str) -> u32 {
         let next = self.string_list.len() as u32;
         *self.strings.entry(s).or_insert_with(|| {
@@ -109,8 +110,9 @@ impl<'a> Encoder<'a> {
         })
     }
 
-    fn put_string(out: &mut Vec<u8>, strings: &mut Self, s: &'a str) {
-        let n = strings.string(s);
+    /// Writes the number of `s` in the string table to `out`.
+    fn put_string(&mut self, out: &mut Vec<u8>, s: &'a str) {
+        let n = self.string(s);
         put_varint(out, u64::from(n));
     }
 
@@ -118,7 +120,7 @@ impl<'a> Encoder<'a> {
         match v {
             Value::Str(s) => {
                 out.push(V_STR);
-                Self::put_string(out, self, s);
+                self.put_string(out, s);
             }
             Value::Bool(false) => out.push(V_FALSE),
             Value::Bool(true) => out.push(V_TRUE),
@@ -152,7 +154,7 @@ impl<'a> Encoder<'a> {
     fn key_values(&mut self, out: &mut Vec<u8>, kvs: &'a [KeyValue]) {
         put_varint(out, kvs.len() as u64);
         for kv in kvs {
-            Self::put_string(out, self, &kv.key);
+            self.put_string(out, &kv.key);
             self.value(out, &kv.value);
         }
     }
@@ -193,11 +195,11 @@ impl<'a> Encoder<'a> {
             zigzag(s.start_ns.wrapping_sub(prev_start) as i64 / unit),
         );
         put_varint(&mut body, s.end_ns.wrapping_sub(s.start_ns) / unit as u64);
-        Self::put_string(&mut body, self, &s.name);
-        Self::put_string(&mut body, self, &s.service);
-        Self::put_string(&mut body, self, &s.status_message);
+        self.put_string(&mut body, &s.name);
+        self.put_string(&mut body, &s.service);
+        self.put_string(&mut body, &s.status_message);
         if let Some(scope) = &s.scope {
-            Self::put_string(&mut body, self, scope);
+            self.put_string(&mut body, scope);
         }
         self.key_values(&mut body, &s.attributes);
         // Resources are shared by every span of a service: each distinct
@@ -205,12 +207,11 @@ impl<'a> Encoder<'a> {
         let mut res = std::mem::take(&mut self.scratch);
         res.clear();
         self.key_values(&mut res, &s.resource);
-        let next = self.resource_list.len() as u32;
+        let next = self.resources.len() as u32;
         let r = match self.resources.get(&res) {
             Some(&r) => r,
             None => {
                 self.resources.insert(res.clone(), next);
-                self.resource_list.push(res.clone());
                 next
             }
         };
@@ -222,7 +223,7 @@ impl<'a> Encoder<'a> {
                 &mut body,
                 zigzag(e.time_ns.wrapping_sub(s.start_ns) as i64 / unit),
             );
-            Self::put_string(&mut body, self, &e.name);
+            self.put_string(&mut body, &e.name);
             self.key_values(&mut body, &e.attributes);
         }
         put_varint(&mut body, s.links.len() as u64);
@@ -259,7 +260,6 @@ pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> 
         strings: FxHashMap::default(),
         string_list: Vec::new(),
         resources: FxHashMap::default(),
-        resource_list: Vec::new(),
         body: Vec::with_capacity(fragments.len() * 160),
         ids: Vec::with_capacity(fragments.len() * 8),
         scratch: Vec::new(),
@@ -296,7 +296,9 @@ pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> 
         }
     }
     let strings_len: usize = enc.string_list.iter().map(|s| s.len() + 2).sum();
-    let resources_len: usize = enc.resource_list.iter().map(|r| r.len() + 2).sum();
+    let mut resources: Vec<(&Vec<u8>, u32)> = enc.resources.iter().map(|(r, &n)| (r, n)).collect();
+    resources.sort_unstable_by_key(|&(_, n)| n);
+    let resources_len: usize = resources.iter().map(|(r, _)| r.len() + 2).sum();
     out.reserve(40 + strings_len + resources_len + enc.ids.len() + enc.body.len());
     out.push(RECORD_V2);
     out.push(u8::from(enc.unit == 1_000));
@@ -306,8 +308,8 @@ pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> 
         put_varint(out, s.len() as u64);
         out.extend_from_slice(s.as_bytes());
     }
-    put_varint(out, enc.resource_list.len() as u64);
-    for r in &enc.resource_list {
+    put_varint(out, resources.len() as u64);
+    for (r, _) in &resources {
         put_varint(out, r.len() as u64);
         out.extend_from_slice(r);
     }
