@@ -55,11 +55,7 @@ fn bucket(us: u64) -> u64 {
 /// Cuts the batch's indexed spans into blocks (starts within
 /// [`block::SPREAD_US`] of the block's first) and writes each block's facts
 /// and terms; `next_block` hands out block sequence numbers.
-fn emit_blocks(
-    w: &mut IndexWrites,
-    entries: Vec<Indexed<'_>>,
-    next_block: &mut dyn FnMut() -> u64,
-) {
+fn emit_blocks(w: &mut IndexWrites, entries: &[Indexed<'_>], next_block: &mut dyn FnMut() -> u64) {
     // References are sorted, not the entries themselves (which are large).
     let mut sorted: Vec<&Indexed<'_>> = entries.iter().collect();
     sorted.sort_by_key(|e| e.start_us);
@@ -414,7 +410,7 @@ pub(crate) fn index_batch(
             });
     }
 
-    emit_blocks(&mut w, entries, next_block);
+    emit_blocks(&mut w, &entries, next_block);
     for (trace, s) in summaries {
         w.merges
             .push((keys::summary_key(trace).to_vec(), s.encode()));

@@ -44,9 +44,14 @@ const V_BYTES: u8 = 5;
 const V_ARRAY: u8 = 6;
 const V_MAP: u8 = 7;
 
-/// Deepest nesting of array and map values a record may hold (the
-/// receivers cap it lower).
+/// Deepest nesting of array and map values a record holds. The receivers
+/// flatten values nested past a few levels; should a deeper one reach the
+/// store, it is written as [`TOO_DEEP`], so that whatever is written can be
+/// read back.
 const MAX_DEPTH: usize = 64;
+/// What stands for an array or map whose items would lie past
+/// [`MAX_DEPTH`].
+const TOO_DEEP: &str = "…[nested too deep]";
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -116,7 +121,14 @@ impl<'a> Encoder<'a> {
         put_varint(out, u64::from(n));
     }
 
-    fn value(&mut self, out: &mut Vec<u8>, v: &'a Value) {
+    /// Writes a value nested `depth` levels into a top-level attribute.
+    fn value(&mut self, out: &mut Vec<u8>, v: &'a Value, depth: usize) {
+        if depth >= MAX_DEPTH && matches!(v, Value::Array(_) | Value::Map(_)) {
+            // Its items would lie past the limit.
+            out.push(V_STR);
+            self.put_string(out, TOO_DEEP);
+            return;
+        }
         match v {
             Value::Str(s) => {
                 out.push(V_STR);
@@ -141,21 +153,21 @@ impl<'a> Encoder<'a> {
                 out.push(V_ARRAY);
                 put_varint(out, items.len() as u64);
                 for item in items {
-                    self.value(out, item);
+                    self.value(out, item, depth + 1);
                 }
             }
             Value::Map(kvs) => {
                 out.push(V_MAP);
-                self.key_values(out, kvs);
+                self.key_values(out, kvs, depth + 1);
             }
         }
     }
 
-    fn key_values(&mut self, out: &mut Vec<u8>, kvs: &'a [KeyValue]) {
+    fn key_values(&mut self, out: &mut Vec<u8>, kvs: &'a [KeyValue], depth: usize) {
         put_varint(out, kvs.len() as u64);
         for kv in kvs {
             self.put_string(out, &kv.key);
-            self.value(out, &kv.value);
+            self.value(out, &kv.value, depth);
         }
     }
 
@@ -201,12 +213,12 @@ impl<'a> Encoder<'a> {
         if let Some(scope) = &s.scope {
             self.put_string(&mut body, scope);
         }
-        self.key_values(&mut body, &s.attributes);
+        self.key_values(&mut body, &s.attributes, 0);
         // Resources are shared by every span of a service: each distinct
         // one is written once.
         let mut res = std::mem::take(&mut self.scratch);
         res.clear();
-        self.key_values(&mut res, &s.resource);
+        self.key_values(&mut res, &s.resource, 0);
         let next = self.resources.len() as u32;
         let r = match self.resources.get(&res) {
             Some(&r) => r,
@@ -224,13 +236,13 @@ impl<'a> Encoder<'a> {
                 zigzag(e.time_ns.wrapping_sub(s.start_ns) as i64 / unit),
             );
             self.put_string(&mut body, &e.name);
-            self.key_values(&mut body, &e.attributes);
+            self.key_values(&mut body, &e.attributes, 0);
         }
         put_varint(&mut body, s.links.len() as u64);
         for l in &s.links {
             self.ids.extend_from_slice(&l.trace_id.0);
             self.ids.extend_from_slice(&l.span_id.0);
-            self.key_values(&mut body, &l.attributes);
+            self.key_values(&mut body, &l.attributes, 0);
         }
         self.body = body;
     }
@@ -780,6 +792,28 @@ mod tests {
         let v1 = postcard::to_allocvec(&frags).unwrap().len();
         assert!(bytes.len() * 2 < v1, "{} bytes against {v1}", bytes.len());
         assert_eq!(decode_v2(&bytes[1..]).unwrap(), frags);
+    }
+
+    #[test]
+    fn values_nested_past_the_limit_are_written_as_a_marker_and_read_back() {
+        let mut deep = Value::Int(7);
+        for _ in 0..MAX_DEPTH + 10 {
+            deep = Value::Array(vec![deep]);
+        }
+        let mut s = span(1, 1, None, 0);
+        s.attributes = vec![kv("deep", deep)];
+        let back = decode_v2(&encoded(&[Fragment::Span(s)])[1..]).unwrap();
+        let Fragment::Span(b) = &back[0] else {
+            panic!("a span")
+        };
+        let mut v = &b.attributes[0].value;
+        let mut levels = 0;
+        while let Value::Array(items) = v {
+            v = &items[0];
+            levels += 1;
+        }
+        assert_eq!(levels, MAX_DEPTH);
+        assert_eq!(v, &Value::Str(TOO_DEEP.into()));
     }
 
     #[test]
