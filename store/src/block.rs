@@ -33,7 +33,8 @@ pub struct Member {
     pub facts: SpanFacts,
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as a LEB128 varint (shared with the record format).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -41,7 +42,9 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn take_varint(buf: &mut &[u8]) -> Option<u64> {
+/// Takes a LEB128 varint from the front of `buf`; `None` when truncated
+/// or longer than a `u64`.
+pub(crate) fn take_varint(buf: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = buf.split_first()?;

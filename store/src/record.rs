@@ -17,6 +17,8 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::block::{put_varint, take_varint};
+
 use crate::model::{
     Event, Fragment, KeyValue, Link, Protocol, Span, SpanId, SpanKind, StatusCode, Text, TraceId,
     Value,
@@ -52,14 +54,6 @@ const MAX_DEPTH: usize = 64;
 /// What stands for an array or map whose items would lie past
 /// [`MAX_DEPTH`].
 const TOO_DEEP: &str = "…[nested too deep]";
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -342,16 +336,7 @@ type Parse<T> = Result<T, String>;
 
 impl<'a> Decoder<'a> {
     fn varint(&mut self) -> Parse<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = self.buf.split_first().ok_or("truncated varint")?;
-            self.buf = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err("varint too long".into())
+        take_varint(&mut self.buf).ok_or_else(|| "truncated or overlong varint".into())
     }
 
     fn count(&mut self, what: &str) -> Parse<usize> {

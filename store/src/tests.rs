@@ -188,14 +188,11 @@ fn a_format_3_store_is_opened_and_marked_4() {
             .db
             .put_cf(&meta, keys::META_FORMAT, 3u32.to_be_bytes())
             .unwrap();
-        let mut v1 = vec![record::RECORD_V1];
-        v1.extend(postcard::to_allocvec(&vec![&older]).unwrap());
-        let p = store.current_partition().unwrap();
-        let spans = store.cf(&cf::spans(p)).unwrap();
-        store
-            .db
-            .put_cf(&spans, keys::fragment_key(TraceId([6; 16]), 0), &v1)
-            .unwrap();
+        put_record(
+            &store,
+            TraceId([6; 16]),
+            &version_1(std::slice::from_ref(&older)),
+        );
     }
     let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
     let meta = store.cf(cf::META).unwrap();
@@ -709,6 +706,25 @@ fn memory_by_use_follows_writes_flushes_and_reads() {
     assert!(read.block_cache > 0, "{read:?}");
 }
 
+/// A record as phosphor before store format 4 wrote it: postcard of the
+/// fragments after a version byte of 1.
+fn version_1(fragments: &[Fragment]) -> Vec<u8> {
+    let mut v = vec![record::RECORD_V1];
+    v.extend(postcard::to_allocvec(fragments).unwrap());
+    v
+}
+
+/// Puts a record's bytes as they are, first in the trace's key order, in
+/// the current partition.
+fn put_record(store: &Store, trace: TraceId, value: &[u8]) {
+    let p = store.current_partition().unwrap();
+    let cf = store.cf(&cf::spans(p)).unwrap();
+    store
+        .db()
+        .put_cf(&cf, keys::fragment_key(trace, 0), value)
+        .unwrap();
+}
+
 #[test]
 fn records_written_in_version_1_are_still_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -717,14 +733,7 @@ fn records_written_in_version_1_are_still_read() {
     // an earlier phosphor wrote it: postcard after a version byte of 1.
     store.write(&[span(4, 1, "api", "new")]).unwrap();
     let old = vec![span(4, 2, "cards", "old"), span(4, 3, "cards", "older")];
-    let mut v1 = vec![record::RECORD_V1];
-    v1.extend(postcard::to_allocvec(&old).unwrap());
-    let p = store.current_partition().unwrap();
-    let cf = store.cf(&cf::spans(p)).unwrap();
-    store
-        .db()
-        .put_cf(&cf, keys::fragment_key(TraceId([4; 16]), 0), &v1)
-        .unwrap();
+    put_record(&store, TraceId([4; 16]), &version_1(&old));
     let mut got = store.trace(TraceId([4; 16])).unwrap();
     got.sort_by_key(|f| match f {
         Fragment::Span(s) => s.span_id,
@@ -735,10 +744,7 @@ fn records_written_in_version_1_are_still_read() {
         vec![span(4, 1, "api", "new"), old[0].clone(), old[1].clone()]
     );
     // An unknown version is a clear error, not a panic or a silent gap.
-    store
-        .db()
-        .put_cf(&cf, keys::fragment_key(TraceId([5; 16]), 0), [9, 1, 2])
-        .unwrap();
+    put_record(&store, TraceId([5; 16]), &[9, 1, 2]);
     let err = store.trace(TraceId([5; 16])).unwrap_err().to_string();
     assert!(err.contains("unknown record version 9"), "{err}");
 }
