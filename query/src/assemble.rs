@@ -15,7 +15,7 @@
 //! - Children are ordered by start time. The result is a flat list in
 //!   depth-first order, each node knowing its parent, depth and children.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use phosphor_store::model::{
     Annotation, AnnotationType, Event, Fragment, KeyValue, Link, Protocol, Side, Span, SpanId,
@@ -120,7 +120,7 @@ impl Trace {
 
     /// Services in order of first appearance.
     pub fn services(&self) -> Vec<&str> {
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         self.spans
             .iter()
             .filter(|n| !n.placeholder)
@@ -179,7 +179,10 @@ fn host_of(kvs: &[KeyValue]) -> Option<String> {
     ["host.name", "host.ip"].iter().find_map(|key| {
         kvs.iter()
             .find(|kv| kv.key == *key)
-            .map(|kv| kv.value.to_string())
+            .map(|kv| match &kv.value {
+                Value::Str(s) => s.as_str().to_owned(),
+                v => v.to_string(),
+            })
     })
 }
 
@@ -315,7 +318,7 @@ fn side_node(
         }
     }
 
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     for a in anns {
         if !node.annotations.contains(&a.kind) {
             node.annotations.push(a.kind);
@@ -366,31 +369,43 @@ pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
 /// keeping the first of each. Only fragments of one span ID can be equal,
 /// so only those are compared, by their encoded bytes: a trace of distinct
 /// spans encodes nothing.
-fn dedup(fragments: Vec<Fragment>) -> Vec<Fragment> {
+/// The fragments without exact copies, and whether any span ID is still
+/// repeated. Fragments whose span ID occurs once are kept without a look.
+fn dedup(fragments: Vec<Fragment>) -> (Vec<Fragment>, bool) {
     let id = |f: &Fragment| match f {
         Fragment::Span(s) => s.span_id,
         Fragment::Annotation(a) => a.span_id,
     };
-    let mut per_id: HashMap<SpanId, usize> = HashMap::with_capacity(fragments.len());
+    let mut per_id: HashMap<SpanId, usize> =
+        HashMap::with_capacity_and_hasher(fragments.len(), Default::default());
     for f in &fragments {
         *per_id.entry(id(f)).or_default() += 1;
     }
-    let mut seen = HashSet::new();
-    fragments
+    if per_id.len() == fragments.len() {
+        return (fragments, false);
+    }
+    let mut seen = HashSet::default();
+    let kept: Vec<Fragment> = fragments
         .into_iter()
         .filter(|f| {
             per_id[&id(f)] == 1 || seen.insert(postcard::to_allocvec(f).unwrap_or_default())
         })
-        .collect()
+        .collect();
+    (kept, true)
 }
 
 /// Assembles a trace from its fragments, in any order.
 pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Options) -> Trace {
     // Spans move into nodes as they are; annotations are grouped by span
     // first (by reference).
-    let mut spans = Vec::new();
-    let mut annotations = Vec::new();
-    for f in dedup(fragments) {
+    let (fragments, repeated) = dedup(fragments);
+    let spans_in = fragments
+        .iter()
+        .filter(|f| matches!(f, Fragment::Span(_)))
+        .count();
+    let mut spans = Vec::with_capacity(spans_in);
+    let mut annotations = Vec::with_capacity(fragments.len() - spans_in);
+    for f in fragments {
         match f {
             Fragment::Span(s) => spans.push(s),
             Fragment::Annotation(a) => annotations.push(a),
@@ -399,7 +414,7 @@ pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Optio
 
     let mut legacy_id = None;
     let mut nodes: Vec<Node> = Vec::with_capacity(spans.len());
-    let mut groups: HashMap<SpanId, Group<'_>> = HashMap::new();
+    let mut groups: HashMap<SpanId, Group<'_>> = HashMap::default();
     let mut group_order: Vec<SpanId> = Vec::new();
     for a in &annotations {
         if legacy_id.is_none() {
@@ -417,8 +432,9 @@ pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Optio
     }
     // Spans that share an ID and a role but differ: the trace still renders,
     // and says so.
-    let mut roles: HashMap<(SpanId, bool), usize> = HashMap::new();
-    for sp in &spans {
+    let mut roles: HashMap<(SpanId, bool), usize> = HashMap::default();
+    // Only a repeated span ID can conflict.
+    for sp in spans.iter().filter(|_| repeated) {
         *roles
             .entry((
                 sp.span_id,
@@ -553,15 +569,27 @@ pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Optio
 /// nodes depth-first with children by start time.
 fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>) -> Trace {
     let mut warnings = Vec::new();
-    let mut by_id: HashMap<SpanId, Vec<usize>> = HashMap::new();
-    for (i, n) in nodes.iter().enumerate() {
-        by_id.entry(n.span_id).or_default().push(i);
+    // The nodes of each span ID, in index order: the first here, each
+    // one's next in `next_same`.
+    const NONE: usize = usize::MAX;
+    let mut first_of_id: HashMap<SpanId, usize> =
+        HashMap::with_capacity_and_hasher(nodes.len(), Default::default());
+    let mut next_same = vec![NONE; nodes.len()];
+    for (i, n) in nodes.iter().enumerate().rev() {
+        if let Some(next) = first_of_id.insert(n.span_id, i) {
+            next_same[i] = next;
+        }
     }
+    let same_id = |id: &SpanId| {
+        std::iter::successors(first_of_id.get(id).copied(), |&j| {
+            Some(next_same[j]).filter(|&k| k != NONE)
+        })
+    };
 
     // A server side hangs under its own client side; every other node under
     // the node its parent ID names, preferring that span's server side.
     let mut parent: Vec<Option<usize>> = vec![None; nodes.len()];
-    let mut missing: HashMap<SpanId, Vec<usize>> = HashMap::new();
+    let mut missing: HashMap<SpanId, Vec<usize>> = HashMap::default();
     let mut missing_order = Vec::new();
     for i in 0..nodes.len() {
         let n = &nodes[i];
@@ -570,7 +598,7 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
         let server_like = n.side == Some(Side::Server)
             || (n.side.is_none() && matches!(n.kind, SpanKind::Server | SpanKind::Consumer));
         if server_like
-            && let Some(&c) = by_id[&n.span_id].iter().find(|&&j| {
+            && let Some(c) = same_id(&n.span_id).find(|&j| {
                 nodes[j].side == Some(Side::Client)
                     || (nodes[j].side.is_none()
                         && matches!(nodes[j].kind, SpanKind::Client | SpanKind::Producer))
@@ -582,28 +610,24 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
         let Some(pid) = n.parent_span_id else {
             continue;
         };
-        match by_id.get(&pid) {
-            Some(cands) => {
-                // The caller's own process: a server side, and of several
-                // servers the one on the host this call was made from.
-                let pick = cands.iter().copied().filter(|&j| j != i).min_by_key(|&j| {
-                    let c = &nodes[j];
-                    let server_like = c.side == Some(Side::Server)
-                        || matches!(c.kind, SpanKind::Server | SpanKind::Consumer);
-                    let same_host = c.host.is_some() && c.host == n.host;
-                    (!server_like, !same_host, j)
-                });
-                parent[i] = pick;
-            }
-            None => {
-                missing
-                    .entry(pid)
-                    .or_insert_with(|| {
-                        missing_order.push(pid);
-                        Vec::new()
-                    })
-                    .push(i);
-            }
+        if first_of_id.contains_key(&pid) {
+            // The caller's own process: a server side, and of several
+            // servers the one on the host this call was made from.
+            parent[i] = same_id(&pid).filter(|&j| j != i).min_by_key(|&j| {
+                let c = &nodes[j];
+                let server_like = c.side == Some(Side::Server)
+                    || matches!(c.kind, SpanKind::Server | SpanKind::Consumer);
+                let same_host = c.host.is_some() && c.host == n.host;
+                (!server_like, !same_host, j)
+            });
+        } else {
+            missing
+                .entry(pid)
+                .or_insert_with(|| {
+                    missing_order.push(pid);
+                    Vec::new()
+                })
+                .push(i);
         }
     }
 
@@ -947,9 +971,9 @@ pub struct AttributesJson<'a>(pub &'a [KeyValue]);
 impl serde::Serialize for AttributesJson<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let sorted = shown_attributes(self.0);
-        let mut m = ser.serialize_map(Some(sorted.len()))?;
-        for kv in sorted {
+        let shown = shown_attributes(self.0);
+        let mut m = ser.serialize_map(Some(shown.len()))?;
+        for kv in shown.iter() {
             m.serialize_entry(&kv.key, &ValueJson(&kv.value))?;
         }
         m.end()
@@ -957,17 +981,54 @@ impl serde::Serialize for AttributesJson<'_> {
 }
 
 /// Attributes in the order the API shows them: by key, a later duplicate
-/// winning. Most spans' attributes are few and distinct: sorted references,
-/// no map.
-pub fn shown_attributes(kvs: &[KeyValue]) -> Vec<&KeyValue> {
-    let mut sorted: Vec<&KeyValue> = kvs.iter().collect();
-    if !sorted.is_sorted_by(|a, b| a.key < b.key) {
-        sorted.sort_by(|a, b| a.key.cmp(&b.key)); // stable: arrival order kept among equals
-        sorted.reverse();
-        sorted.dedup_by(|later, earlier| later.key == earlier.key);
-        sorted.reverse();
+/// winning. The store writes attributes in key order, so most arrive
+/// shown as they are, with nothing allocated.
+pub fn shown_attributes(kvs: &[KeyValue]) -> Shown<'_> {
+    if kvs.is_sorted_by(|a, b| a.key < b.key) {
+        return Shown::AsTheyAre(kvs);
     }
-    sorted
+    let mut sorted: Vec<&KeyValue> = kvs.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key)); // stable: arrival order kept among equals
+    sorted.reverse();
+    sorted.dedup_by(|later, earlier| later.key == earlier.key);
+    sorted.reverse();
+    Shown::Sorted(sorted)
+}
+
+/// Attributes as shown: see [`shown_attributes`].
+#[derive(Debug)]
+pub enum Shown<'a> {
+    /// Already in key order, no key repeated.
+    AsTheyAre(&'a [KeyValue]),
+    /// Sorted by key, a repeated key's last value kept.
+    Sorted(Vec<&'a KeyValue>),
+}
+
+impl<'a> Shown<'a> {
+    /// How many attributes are shown.
+    pub fn len(&self) -> usize {
+        match self {
+            Shown::AsTheyAre(kvs) => kvs.len(),
+            Shown::Sorted(kvs) => kvs.len(),
+        }
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shown attributes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a KeyValue> + '_ {
+        let (direct, sorted) = match self {
+            Shown::AsTheyAre(kvs) => (Some(kvs.iter()), None),
+            Shown::Sorted(kvs) => (None, Some(kvs.iter().copied())),
+        };
+        direct
+            .into_iter()
+            .flatten()
+            .chain(sorted.into_iter().flatten())
+    }
 }
 
 /// One attribute value serialized as [`value_json`] renders it.

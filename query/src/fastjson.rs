@@ -69,7 +69,7 @@ fn boolean(out: &mut Vec<u8>, b: bool) {
 /// [`AttributesJson`](crate::assemble::AttributesJson)).
 pub fn attributes(out: &mut Vec<u8>, kvs: &[KeyValue]) {
     out.push(b'{');
-    for (i, kv) in shown_attributes(kvs).into_iter().enumerate() {
+    for (i, kv) in shown_attributes(kvs).iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

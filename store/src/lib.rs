@@ -909,7 +909,7 @@ fn decode_records(raw: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Fragment>> {
     let decode = |part: &[(Vec<u8>, Vec<u8>)]| -> Result<Vec<Fragment>> {
         let mut out = Vec::new();
         for (k, v) in part {
-            out.extend(decode_record(k, v)?);
+            decode_record(k, v, &mut out)?;
         }
         Ok(out)
     };
@@ -930,21 +930,27 @@ fn decode_records(raw: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Fragment>> {
     std::thread::scope(|s| {
         let later = s.spawn(|| decode(second));
         let mut out = decode(first)?;
-        out.extend(later.join().expect("record decoding does not panic")?);
+        let later = later.join().expect("record decoding does not panic")?;
+        out.reserve_exact(later.len());
+        out.extend(later);
         Ok(out)
     })
 }
 
-fn decode_record(key: &[u8], value: &[u8]) -> Result<Vec<Fragment>> {
+/// Decodes one record onto the end of `out`.
+fn decode_record(key: &[u8], value: &[u8], out: &mut Vec<Fragment>) -> Result<()> {
     let corrupt = |reason: String| Error::Corrupt {
         key: hex::encode(key),
         reason,
     };
     match value.split_first() {
         Some((&record::RECORD_V1, body)) => {
-            postcard::from_bytes(body).map_err(|e| corrupt(e.to_string()))
+            let frags: Vec<Fragment> =
+                postcard::from_bytes(body).map_err(|e| corrupt(e.to_string()))?;
+            out.extend(frags);
+            Ok(())
         }
-        Some((&record::RECORD_V2, body)) => record::decode_v2(body).map_err(corrupt),
+        Some((&record::RECORD_V2, body)) => record::decode_v2_into(body, out).map_err(corrupt),
         Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
         None => Err(corrupt("empty record".into())),
     }

@@ -157,9 +157,21 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    /// Writes attributes in key order, a repeated key's values in their
+    /// arrival order (a stable sort): readers then show them without
+    /// sorting each time (see `shown_attributes` in the query crate).
     fn key_values(&mut self, out: &mut Vec<u8>, kvs: &'a [KeyValue], depth: usize) {
         put_varint(out, kvs.len() as u64);
-        for kv in kvs {
+        if kvs.is_sorted_by(|a, b| a.key <= b.key) {
+            for kv in kvs {
+                self.put_string(out, &kv.key);
+                self.value(out, &kv.value, depth);
+            }
+            return;
+        }
+        let mut sorted: Vec<&'a KeyValue> = kvs.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        for kv in sorted {
             self.put_string(out, &kv.key);
             self.value(out, &kv.value, depth);
         }
@@ -440,7 +452,44 @@ fn status_from(b: u8) -> Parse<StatusCode> {
 }
 
 /// Decodes a version 2 record body (the bytes after the version byte).
+#[cfg(test)]
 pub fn decode_v2(body: &[u8]) -> Parse<Vec<Fragment>> {
+    let mut out = Vec::new();
+    decode_v2_into(body, &mut out)?;
+    Ok(out)
+}
+
+/// `frags` as a record gives them back: every attribute list (and map
+/// value) in key order, a repeated key's values in arrival order.
+#[cfg(test)]
+pub fn in_key_order(frags: &[Fragment]) -> Vec<Fragment> {
+    fn value(v: &mut Value) {
+        match v {
+            Value::Array(items) => items.iter_mut().for_each(value),
+            Value::Map(kvs) => list(kvs),
+            _ => {}
+        }
+    }
+    fn list(kvs: &mut [KeyValue]) {
+        kvs.sort_by(|a, b| a.key.cmp(&b.key));
+        kvs.iter_mut().for_each(|kv| value(&mut kv.value));
+    }
+    let mut out = frags.to_vec();
+    for f in &mut out {
+        if let Fragment::Span(s) = f {
+            list(&mut s.attributes);
+            list(&mut s.resource);
+            s.events.iter_mut().for_each(|e| list(&mut e.attributes));
+            s.links.iter_mut().for_each(|l| list(&mut l.attributes));
+        }
+    }
+    out
+}
+
+/// Decodes a version 2 record body (the bytes after the version byte)
+/// onto the end of `out`: a trace's records are read into one list. On an
+/// error, `out` may hold part of the record.
+pub fn decode_v2_into(body: &[u8], out: &mut Vec<Fragment>) -> Parse<()> {
     let mut d = Decoder {
         buf: body,
         strings: Vec::new(),
@@ -477,8 +526,8 @@ pub fn decode_v2(body: &[u8]) -> Parse<Vec<Fragment>> {
         strings: Vec::new(),
     };
     let n = d.count("fragment")?;
-    let mut out = Vec::with_capacity(n);
-    let mut span_ids: Vec<SpanId> = Vec::new();
+    out.reserve(n);
+    let mut span_ids: Vec<SpanId> = Vec::with_capacity(n);
     let mut prev_start = 0u64;
     for _ in 0..n {
         match d.byte()? {
@@ -581,7 +630,7 @@ pub fn decode_v2(body: &[u8]) -> Parse<Vec<Fragment>> {
     if !ids.buf.is_empty() {
         return Err("IDs left over after the last fragment".into());
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -743,7 +792,7 @@ mod tests {
         assert_eq!(bytes[0], RECORD_V2);
         assert_eq!(bytes[1], 0, "times in nanoseconds");
         let back = decode_v2(&bytes[1..]).unwrap();
-        assert!(same(&back, &frags), "{back:#?}");
+        assert!(same(&back, &in_key_order(&frags)), "{back:#?}");
         let nan = |f: &Fragment| match f {
             Fragment::Span(s) => s
                 .attributes
@@ -754,6 +803,43 @@ mod tests {
         };
         assert_eq!(back.iter().find_map(nan), Some(true));
         assert_eq!(decode_v2(&encoded(&[])[1..]).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn attributes_come_back_in_key_order_a_repeated_key_in_arrival_order() {
+        let int = |k: &str, i: i64| kv(k, Value::Int(i));
+        let mut s = span(1, 1, None, 0);
+        s.attributes = vec![
+            int("zeta", 1),
+            int("alpha", 2),
+            int("mid", 3),
+            int("alpha", 4),
+            kv(
+                "map",
+                Value::Map(vec![int("y", 5), int("x", 6), int("y", 7)]),
+            ),
+        ];
+        s.resource = vec![int("r2", 1), int("r1", 2)];
+        let back = decode_v2(&encoded(&[Fragment::Span(s)])[1..]).unwrap();
+        let Fragment::Span(b) = &back[0] else {
+            panic!("a span: {back:?}")
+        };
+        let keys = |kvs: &[KeyValue]| {
+            kvs.iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(&b.attributes),
+            [
+                "alpha=2",
+                "alpha=4",
+                "map={x: 6, y: 5, y: 7}",
+                "mid=3",
+                "zeta=1"
+            ]
+        );
+        assert_eq!(keys(&b.resource), ["r1=2", "r2=1"]);
     }
 
     #[test]

@@ -1,0 +1,65 @@
+//! Times the trace-by-ID stages (read, assemble, JSON) in a loop, with the
+//! server's allocator, for profiling: `trace_stages <spans> <stage> <loops>`
+//! where stage is `read`, `assemble`, `json` or `all`.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use phosphor_query::api::trace_json_bytes;
+use phosphor_query::assemble::{Options, assemble_with};
+use phosphor_store::synth::{self, Shape};
+use phosphor_store::{Store, StoreConfig};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let spans: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000);
+    let stage = args.get(2).cloned().unwrap_or_else(|| "all".into());
+    let loops: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let shape = Shape {
+        spans,
+        ..Shape::default()
+    };
+    let fragments = synth::trace(1, start, &shape);
+    let id = fragments[0].trace_id();
+    for chunk in fragments.chunks(512) {
+        store.write(chunk).unwrap();
+    }
+    let mut times = [0u128; 3];
+    let mut bytes = 0;
+    for _ in 0..loops {
+        let t0 = Instant::now();
+        let read = store.trace(id).unwrap();
+        let t1 = Instant::now();
+        if stage == "read" {
+            times[0] += (t1 - t0).as_micros();
+            continue;
+        }
+        let t = assemble_with(id, read, Options::default());
+        let t2 = Instant::now();
+        if stage == "assemble" {
+            times[1] += (t2 - t1).as_micros();
+            continue;
+        }
+        let body = trace_json_bytes(&t, false);
+        let t3 = Instant::now();
+        bytes = body.len();
+        times[0] += (t1 - t0).as_micros();
+        times[1] += (t2 - t1).as_micros();
+        times[2] += (t3 - t2).as_micros();
+    }
+    let l = loops as f64;
+    println!(
+        "{spans} spans: read {:.3} ms, assemble {:.3} ms, json {:.3} ms ({bytes} bytes)",
+        times[0] as f64 / l / 1e3,
+        times[1] as f64 / l / 1e3,
+        times[2] as f64 / l / 1e3
+    );
+}
