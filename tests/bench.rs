@@ -219,6 +219,14 @@ async fn query_and_size_reports_cover_every_measure() {
     for t in by_id {
         assert_eq!(t["spansReturned"], t["spans"], "{t}");
         assert_eq!(n(&t["latency"]["count"]), 2, "{t}");
+        // The server's own time, from its Server-Timing header: part of
+        // each request's time, so no rank of it is above the same rank of
+        // the whole.
+        assert_eq!(n(&t["server"]["count"]), 2, "{t}");
+        for rank in ["p50Ms", "p99Ms", "maxMs"] {
+            let (server, whole) = (&t["server"][rank], &t["latency"][rank]);
+            assert!(server.as_f64().unwrap() <= whole.as_f64().unwrap(), "{t}");
+        }
         assert!(n(&t["bytes"]) > 0);
         // Readable through the API, whole.
         let id = t["traceId"].as_str().unwrap();

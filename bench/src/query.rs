@@ -42,6 +42,10 @@ pub struct ById {
     /// Spans the API returned for the trace (equal to `spans` when whole).
     pub spans_returned: usize,
     pub latency: Option<Latency>,
+    /// The server's own time (reading, assembling and writing the JSON),
+    /// from its `Server-Timing` header: the rest of `latency` is HTTP,
+    /// the transfer, and this tool reading the body.
+    pub server: Option<Latency>,
     /// Bytes of one response body.
     pub bytes: usize,
 }
@@ -117,15 +121,20 @@ impl QueryReport {
         );
         let _ = writeln!(
             o,
-            "  {:>8} {:>10} {:>10} {:>10} {:>12}  trace",
-            "spans", "p50", "p99", "max", "bytes"
+            "  {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}  trace",
+            "spans", "p50", "p99", "max", "server p50", "server p99", "bytes"
         );
         for r in &self.trace_by_id {
+            let server = r
+                .server
+                .map(|l| format!("{:>10} {:>10}", stats::ms(l.p50_ms), stats::ms(l.p99_ms)))
+                .unwrap_or_else(|| format!("{:>21}", "-"));
             let _ = writeln!(
                 o,
-                "  {:>8} {} {:>12}  {}{}",
+                "  {:>8} {} {} {:>12}  {}{}",
                 count(r.spans as u64),
                 lat(&r.latency),
+                server,
                 count(r.bytes as u64),
                 r.trace_id,
                 if r.spans_returned != r.spans {
@@ -178,14 +187,37 @@ impl QueryReport {
     }
 }
 
-/// Times `n` GETs of `url` (with `query` pairs); returns the latencies,
-/// the last body's size, and the last body.
+/// What `n` timed GETs found.
+struct Timed {
+    latency: Option<Latency>,
+    /// The server's own time, where it sent a `Server-Timing` header.
+    server: Option<Latency>,
+    /// The last body.
+    body: bytes::Bytes,
+}
+
+/// The sum of a `Server-Timing` header's durations, in microseconds.
+fn server_micros(header: &str) -> Option<u64> {
+    let mut total = 0.0;
+    let mut any = false;
+    for metric in header.split(',') {
+        for param in metric.split(';').skip(1) {
+            if let Some(v) = param.trim().strip_prefix("dur=") {
+                total += v.parse::<f64>().ok()?;
+                any = true;
+            }
+        }
+    }
+    any.then(|| (total * 1e3).round() as u64)
+}
+
+/// Times `n` GETs of `url` (with `query` pairs).
 async fn time_gets(
     http: &reqwest::Client,
     url: &str,
     query: &[(&str, String)],
     n: usize,
-) -> Result<(Option<Latency>, usize, bytes::Bytes)> {
+) -> Result<Timed> {
     let mut target = reqwest::Url::parse(url).map_err(|e| Error::Args(format!("{url}: {e}")))?;
     if !query.is_empty() {
         target
@@ -193,6 +225,7 @@ async fn time_gets(
             .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
     }
     let mut samples = Vec::with_capacity(n);
+    let mut server = Vec::with_capacity(n);
     let mut last = bytes::Bytes::new();
     for _ in 0..n {
         let t = Instant::now();
@@ -202,6 +235,14 @@ async fn time_gets(
             .await
             .map_err(|e| Error::Connect(format!("{url}: {e}")))?;
         let status = resp.status();
+        if let Some(us) = resp
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .and_then(server_micros)
+        {
+            server.push(us);
+        }
         let body = resp
             .bytes()
             .await
@@ -215,7 +256,11 @@ async fn time_gets(
         }
         last = body;
     }
-    Ok((Latency::of(&mut samples), last.len(), last))
+    Ok(Timed {
+        latency: Latency::of(&mut samples),
+        server: Latency::of(&mut server),
+        body: last,
+    })
 }
 
 /// Sends a payload until it is acknowledged (a refusal is retried).
@@ -332,13 +377,14 @@ pub async fn run(a: &QueryArgs) -> Result<QueryReport> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        let (latency, bytes, _) = time_gets(&http, &url, &[], a.iterations).await?;
+        let timed = time_gets(&http, &url, &[], a.iterations).await?;
         trace_by_id.push(ById {
             spans: *n,
             trace_id: id.clone(),
             spans_returned: returned,
-            latency,
-            bytes,
+            latency: timed.latency,
+            server: timed.server,
+            bytes: timed.body.len(),
         });
     }
 
@@ -386,8 +432,9 @@ pub async fn run(a: &QueryArgs) -> Result<QueryReport> {
     let mut search = Vec::new();
     let url = format!("{base}/api/v1/search");
     for (filter, q) in filters {
-        let (latency, _, body) = time_gets(&http, &url, &q, a.iterations).await?;
-        let hits = serde_json::from_slice::<serde_json::Value>(&body)
+        let timed = time_gets(&http, &url, &q, a.iterations).await?;
+        let latency = timed.latency;
+        let hits = serde_json::from_slice::<serde_json::Value>(&timed.body)
             .ok()
             .and_then(|v| v["data"].as_array().map(Vec::len))
             .unwrap_or(0);
@@ -408,12 +455,12 @@ pub async fn run(a: &QueryArgs) -> Result<QueryReport> {
     if a.page_iterations > 0 {
         for (n, id) in &sent {
             let url = format!("{base}/traces/{id}");
-            let (latency, bytes, _) = time_gets(&http, &url, &[], a.page_iterations).await?;
+            let timed = time_gets(&http, &url, &[], a.page_iterations).await?;
             trace_page.push(Page {
                 spans: *n,
                 trace_id: id.clone(),
-                latency,
-                bytes,
+                latency: timed.latency,
+                bytes: timed.body.len(),
             });
         }
     }
@@ -428,4 +475,20 @@ pub async fn run(a: &QueryArgs) -> Result<QueryReport> {
         search,
         trace_page,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_micros;
+
+    #[test]
+    fn server_timing_durations_are_summed() {
+        assert_eq!(
+            server_micros("read;dur=1.250, assemble;dur=0.5, json;dur=2"),
+            Some(3_750)
+        );
+        assert_eq!(server_micros("cache;desc=\"hit\";dur=0.1"), Some(100));
+        assert_eq!(server_micros("miss, db"), None);
+        assert_eq!(server_micros("db;dur=fast"), None);
+    }
 }

@@ -399,21 +399,50 @@ async fn get_trace(
     p: Pairs,
 ) -> Result<Response, ApiError> {
     let tp = trace_params(pairs(p)?, &[])?;
-    let t = q.trace_with(&id, tp.options).await?;
-    if tp.otlp {
-        return Ok(Json(crate::otlp_json::trace(&t)).into_response());
-    }
-    let pinned = q.is_pinned(t.trace_id).await?;
-    let body = trace_json_bytes(&t, pinned);
-    if t.spans.len() >= LARGE_TRACE_SPANS {
+    let f = q.fetch_trace(&id, tp.options).await?;
+    let started = std::time::Instant::now();
+    let body = if tp.otlp {
+        serde_json::to_vec(&crate::otlp_json::trace(&f.trace)).expect("JSON values serialize")
+    } else {
+        trace_json_bytes(&f.trace, f.pinned)
+    };
+    let timing = server_timing(f.read, f.assemble, started.elapsed());
+    if f.trace.spans.len() >= LARGE_TRACE_SPANS {
         // Freeing a large trace takes a while: not on the way to the answer.
-        tokio::task::spawn_blocking(move || drop(t));
+        tokio::task::spawn_blocking(move || drop(f));
     }
     Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/json".to_string(),
+            ),
+            (
+                axum::http::header::HeaderName::from_static("server-timing"),
+                timing,
+            ),
+        ],
         body,
     )
         .into_response())
+}
+
+/// A `Server-Timing` header value (milliseconds, as the header has them)
+/// for the stages of answering with a trace: reading it from the store,
+/// assembling it, and writing its JSON. Browsers' developer tools show it,
+/// and `phosphor bench query` reports it beside the time it measures.
+pub fn server_timing(
+    read: std::time::Duration,
+    assemble: std::time::Duration,
+    json: std::time::Duration,
+) -> String {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "read;dur={:.3}, assemble;dur={:.3}, json;dur={:.3}",
+        ms(read),
+        ms(assemble),
+        ms(json)
+    )
 }
 
 /// A trace's JSON (`GET /api/v1/traces/{id}`), written straight from the
@@ -919,6 +948,36 @@ mod tests {
 
     async fn get(q: &QueryService, uri: &str) -> (StatusCode, serde_json::Value) {
         call(q, "GET", uri).await
+    }
+
+    #[tokio::test]
+    async fn a_trace_says_how_long_its_stages_took() {
+        let (_dir, q) = store_with_trace();
+        for query in ["", "?format=otlp"] {
+            let resp = router(q.clone())
+                .oneshot(
+                    Request::builder()
+                        .uri(format!("/api/v1/traces/legacy-trace-%3C1%3E{query}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let timing = resp.headers()["server-timing"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let names: Vec<&str> = timing
+                .split(", ")
+                .map(|m| {
+                    let (name, dur) = m.split_once(";dur=").expect(&timing);
+                    assert!(dur.parse::<f64>().unwrap() >= 0.0, "{timing}");
+                    name
+                })
+                .collect();
+            assert_eq!(names, ["read", "assemble", "json"], "{timing}");
+        }
     }
 
     #[tokio::test]

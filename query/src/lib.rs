@@ -125,6 +125,17 @@ pub struct Compaction {
 }
 
 /// The query path shared by the JSON API and the web UI.
+/// A trace read for the API: see [`QueryService::fetch_trace`].
+#[derive(Debug)]
+pub struct Fetched {
+    pub trace: Trace,
+    pub pinned: bool,
+    /// Reading its records from the store (and its pinned mark).
+    pub read: Duration,
+    /// Assembling the spans into a tree.
+    pub assemble: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct QueryService {
     store: Arc<Store>,
@@ -193,6 +204,31 @@ impl QueryService {
                 return Err(Error::TraceNotFound(id));
             }
             Ok(assemble::assemble_with(trace_id, fragments, options))
+        })
+        .await
+    }
+
+    /// Reads and assembles a trace for the API, with whether it is pinned
+    /// and how long reading and assembling took (one trip to the store's
+    /// threads).
+    pub async fn fetch_trace(&self, id: &str, options: assemble::Options) -> Result<Fetched> {
+        let (trace_id, _) = TraceId::parse(id)?;
+        let id = id.to_string();
+        self.blocking(move |store| {
+            let started = Instant::now();
+            let fragments = store.trace(trace_id)?;
+            if fragments.is_empty() {
+                return Err(Error::TraceNotFound(id));
+            }
+            let pinned = store.is_pinned(trace_id)?;
+            let read = started.elapsed();
+            let trace = assemble::assemble_with(trace_id, fragments, options);
+            Ok(Fetched {
+                trace,
+                pinned,
+                read,
+                assemble: started.elapsed() - read,
+            })
         })
         .await
     }
