@@ -81,6 +81,25 @@ fn status_byte(s: StatusCode) -> u8 {
     }
 }
 
+/// Whether two attribute lists would be written as the same bytes: equal,
+/// with doubles equal bit for bit (`-0.0` is not `0.0`, a NaN is itself).
+fn identical(a: &[KeyValue], b: &[KeyValue]) -> bool {
+    fn same(x: &Value, y: &Value) -> bool {
+        match (x, y) {
+            (Value::Double(x), Value::Double(y)) => x.to_bits() == y.to_bits(),
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+            }
+            (Value::Map(x), Value::Map(y)) => identical(x, y),
+            (x, y) => x == y,
+        }
+    }
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.key == y.key && same(&x.value, &y.value))
+}
+
 /// Builds a record's body, and the string and resource tables it refers
 /// to, then writes them out in order.
 struct Encoder<'a> {
@@ -94,6 +113,9 @@ struct Encoder<'a> {
     /// compressor.
     ids: Vec<u8>,
     scratch: Vec<u8>,
+    /// The last span's resource and its number: a service's spans come
+    /// together, and an equal resource needs no encoding to be found.
+    last_resource: Option<(&'a [KeyValue], u32)>,
     /// Nanoseconds in a unit of the record's times: 1, or 1,000 where
     /// every time is a whole microsecond (Zipkin's and Jaeger's are).
     unit: i64,
@@ -169,9 +191,12 @@ impl<'a> Encoder<'a> {
             }
             return;
         }
-        let mut sorted: Vec<&'a KeyValue> = kvs.iter().collect();
-        sorted.sort_by(|a, b| a.key.cmp(&b.key));
-        for kv in sorted {
+        // Keys taken out once: comparing `&str`s is cheaper than comparing
+        // the compact strings again at every step.
+        let mut sorted: Vec<(&'a str, &'a KeyValue)> =
+            kvs.iter().map(|kv| (kv.key.as_str(), kv)).collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        for (_, kv) in sorted {
             self.put_string(out, &kv.key);
             self.value(out, &kv.value, depth);
         }
@@ -222,18 +247,25 @@ impl<'a> Encoder<'a> {
         self.key_values(&mut body, &s.attributes, 0);
         // Resources are shared by every span of a service: each distinct
         // one is written once.
-        let mut res = std::mem::take(&mut self.scratch);
-        res.clear();
-        self.key_values(&mut res, &s.resource, 0);
-        let next = self.resources.len() as u32;
-        let r = match self.resources.get(&res) {
-            Some(&r) => r,
-            None => {
-                self.resources.insert(res.clone(), next);
-                next
+        let r = match self.last_resource {
+            Some((last, r)) if identical(last, &s.resource) => r,
+            _ => {
+                let mut res = std::mem::take(&mut self.scratch);
+                res.clear();
+                self.key_values(&mut res, &s.resource, 0);
+                let next = self.resources.len() as u32;
+                let r = match self.resources.get(&res) {
+                    Some(&r) => r,
+                    None => {
+                        self.resources.insert(res.clone(), next);
+                        next
+                    }
+                };
+                self.scratch = res;
+                self.last_resource = Some((&s.resource, r));
+                r
             }
         };
-        self.scratch = res;
         put_varint(&mut body, u64::from(r));
         put_varint(&mut body, s.events.len() as u64);
         for e in &s.events {
@@ -281,6 +313,7 @@ pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> 
         body: Vec::with_capacity(fragments.len() * 160),
         ids: Vec::with_capacity(fragments.len() * 8),
         scratch: Vec::new(),
+        last_resource: None,
         unit: time_unit(fragments),
     };
     // Numbers of the spans written so far (of the record's trace): a parent
@@ -840,6 +873,40 @@ mod tests {
             ]
         );
         assert_eq!(keys(&b.resource), ["r1=2", "r2=1"]);
+    }
+
+    #[test]
+    fn a_resource_like_the_last_but_for_a_zero_s_sign_is_kept_apart() {
+        let res = |d: f64| {
+            vec![
+                kv("service.name", Value::Str("api".into())),
+                kv("load", Value::Double(d)),
+            ]
+        };
+        let mut frags = Vec::new();
+        for (i, d) in [0.0, 0.0, -0.0, f64::NAN, f64::NAN, 0.0]
+            .into_iter()
+            .enumerate()
+        {
+            let mut s = span(1, i as u8 + 1, None, 0);
+            s.resource = res(d);
+            frags.push(Fragment::Span(s));
+        }
+        let back = decode_v2(&encoded(&frags)[1..]).unwrap();
+        assert!(same(&back, &in_key_order(&frags)), "{back:#?}");
+        let signs: Vec<bool> = back
+            .iter()
+            .map(|f| match f {
+                Fragment::Span(s) => match s.resource[0].value {
+                    Value::Double(d) => d.is_sign_negative(),
+                    _ => panic!("a double"),
+                },
+                _ => panic!("a span"),
+            })
+            .collect();
+        assert_eq!(signs, [false, false, true, false, false, false]);
+        assert!(!identical(&res(0.0), &res(-0.0)));
+        assert!(identical(&res(f64::NAN), &res(f64::NAN)));
     }
 
     #[test]
