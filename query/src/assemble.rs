@@ -366,11 +366,9 @@ pub fn assemble(trace_id: TraceId, fragments: Vec<Fragment>) -> Trace {
 }
 
 /// Drops exact duplicates (a client that resent, a retried export),
-/// keeping the first of each. Only fragments of one span ID can be equal,
-/// so only those are compared, by their encoded bytes: a trace of distinct
-/// spans encodes nothing.
-/// The fragments without exact copies, and whether any span ID is still
-/// repeated. Fragments whose span ID occurs once are kept without a look.
+/// keeping the first of each, and says whether any span ID is repeated.
+/// Only fragments of one span ID can be equal, so only those are compared,
+/// by their encoded bytes: a trace of distinct spans is returned as it is.
 fn dedup(fragments: Vec<Fragment>) -> (Vec<Fragment>, bool) {
     let id = |f: &Fragment| match f {
         Fragment::Span(s) => s.span_id,

@@ -124,7 +124,6 @@ pub struct Compaction {
     pub took: Duration,
 }
 
-/// The query path shared by the JSON API and the web UI.
 /// A trace read for the API: see [`QueryService::fetch_trace`].
 #[derive(Debug)]
 pub struct Fetched {
@@ -136,6 +135,7 @@ pub struct Fetched {
     pub assemble: Duration,
 }
 
+/// The query path shared by the JSON API and the web UI.
 #[derive(Debug, Clone)]
 pub struct QueryService {
     store: Arc<Store>,

@@ -876,7 +876,7 @@ mod tests {
     }
 
     #[test]
-    fn a_resource_like_the_last_but_for_a_zero_s_sign_is_kept_apart() {
+    fn a_resource_that_differs_from_the_last_only_in_a_zeros_sign_is_kept_apart() {
         let res = |d: f64| {
             vec![
                 kv("service.name", Value::Str("api".into())),
