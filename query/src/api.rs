@@ -527,14 +527,10 @@ async fn get_traces(State(q): State<QueryService>, p: Pairs) -> Result<Response,
     let mut missing = Vec::new();
     let mut first = true;
     for id in ids {
-        let json = match q.trace_with(&id, tp.options).await {
-            Ok(t) if tp.otlp => {
-                serde_json::to_vec(&crate::otlp_json::trace(&t)).expect("a JSON value serializes")
-            }
-            Ok(t) => {
-                let pinned = q.is_pinned(t.trace_id).await?;
-                trace_json_bytes(&t, pinned)
-            }
+        let json = match q.fetch_trace(&id, tp.options).await {
+            Ok(f) if tp.otlp => serde_json::to_vec(&crate::otlp_json::trace(&f.trace))
+                .expect("a JSON value serializes"),
+            Ok(f) => trace_json_bytes(&f.trace, f.pinned),
             Err(Error::TraceNotFound(_)) => {
                 missing.push(id);
                 continue;

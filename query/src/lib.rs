@@ -196,16 +196,7 @@ impl QueryService {
     /// Reads and assembles a trace with the given options (`raw`: no clock
     /// skew adjustment).
     pub async fn trace_with(&self, id: &str, options: assemble::Options) -> Result<Trace> {
-        let (trace_id, _) = TraceId::parse(id)?;
-        let id = id.to_string();
-        self.blocking(move |store| {
-            let fragments = store.trace(trace_id)?;
-            if fragments.is_empty() {
-                return Err(Error::TraceNotFound(id));
-            }
-            Ok(assemble::assemble_with(trace_id, fragments, options))
-        })
-        .await
+        Ok(self.fetch_trace(id, options).await?.trace)
     }
 
     /// Reads and assembles a trace for the API, with whether it is pinned
@@ -317,11 +308,6 @@ impl QueryService {
             }
         })
         .await
-    }
-
-    /// Whether a trace is pinned.
-    pub async fn is_pinned(&self, id: TraceId) -> Result<bool> {
-        self.blocking(move |store| Ok(store.is_pinned(id)?)).await
     }
 
     /// Known services.
