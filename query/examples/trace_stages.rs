@@ -20,6 +20,10 @@ fn main() {
     let trace = args.get(1).cloned().unwrap_or_else(|| "1000".into());
     let stage = args.get(2).cloned().unwrap_or_else(|| "all".into());
     let loops: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(200);
+    assert!(
+        ["read", "assemble", "json", "all"].contains(&stage.as_str()),
+        "stage {stage:?}: read, assemble, json or all"
+    );
     let dir = tempfile::tempdir().unwrap();
     let (store, id) = match trace.split_once(':') {
         Some((data, id)) => {

@@ -196,13 +196,24 @@ impl QueryService {
     /// Reads and assembles a trace with the given options (`raw`: no clock
     /// skew adjustment).
     pub async fn trace_with(&self, id: &str, options: assemble::Options) -> Result<Trace> {
-        Ok(self.fetch_trace(id, options).await?.trace)
+        Ok(self.fetch(id, options, false).await?.trace)
     }
 
     /// Reads and assembles a trace for the API, with whether it is pinned
     /// and how long reading and assembling took (one trip to the store's
     /// threads).
     pub async fn fetch_trace(&self, id: &str, options: assemble::Options) -> Result<Fetched> {
+        self.fetch(id, options, true).await
+    }
+
+    /// Reads and assembles a trace, and reads its pinned mark where
+    /// `with_pinned` (else `pinned` is false).
+    async fn fetch(
+        &self,
+        id: &str,
+        options: assemble::Options,
+        with_pinned: bool,
+    ) -> Result<Fetched> {
         let (trace_id, _) = TraceId::parse(id)?;
         let id = id.to_string();
         self.blocking(move |store| {
@@ -211,7 +222,7 @@ impl QueryService {
             if fragments.is_empty() {
                 return Err(Error::TraceNotFound(id));
             }
-            let pinned = store.is_pinned(trace_id)?;
+            let pinned = with_pinned && store.is_pinned(trace_id)?;
             let read = started.elapsed();
             let trace = assemble::assemble_with(trace_id, fragments, options);
             Ok(Fetched {
