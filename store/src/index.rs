@@ -17,7 +17,7 @@ use crate::model::{
     Annotation, AnnotationType, Fragment, KeyValue, Side, Span, SpanId, SpanKind, StatusCode,
     TraceId, Value,
 };
-use crate::summary::{RootCandidate, Summary, encode_counts};
+use crate::summary::{Summary, encode_counts};
 
 /// Longest attribute value that gets a search index entry.
 pub const MAX_INDEXED_VALUE: usize = 256;
@@ -172,6 +172,25 @@ fn span_attributes(s: &Span) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     out.dedup();
     out
 }
+/// The start and end annotation of a client (or server) side.
+fn side_ends(client: bool) -> (AnnotationType, AnnotationType) {
+    if client {
+        (AnnotationType::ClientSend, AnnotationType::ClientRecv)
+    } else {
+        (AnnotationType::ServerRecv, AnnotationType::ServerSend)
+    }
+}
+
+/// Whether a side's annotations hold both its start and its end (or a
+/// timeout).
+fn side_complete(anns: &[&Annotation], client: bool) -> bool {
+    let (start_kind, end_kind) = side_ends(client);
+    anns.iter().any(|a| a.kind == start_kind)
+        && anns
+            .iter()
+            .any(|a| a.kind == end_kind || a.kind == AnnotationType::Timeout)
+}
+
 /// Builds the index writes of a batch. `earlier` returns a trace's stored
 /// fragments; it is called at most once per trace, and only for traces
 /// with annotation sides of which this batch holds one end only.
@@ -181,6 +200,8 @@ pub(crate) fn index_batch(
     next_block: &mut dyn FnMut() -> u64,
 ) -> IndexWrites {
     let mut w = IndexWrites::default();
+    // Declared before the entries, which borrow from it.
+    let mut stored: FxHashMap<TraceId, Vec<Fragment>> = FxHashMap::default();
     let mut entries: Vec<Indexed<'_>> = Vec::new();
     let mut summaries: FxHashMap<TraceId, Summary> = FxHashMap::default();
     // Calls between services, by hour: caller and callee are borrowed from
@@ -270,13 +291,13 @@ pub(crate) fn index_batch(
 
     // Phosphor annotations, by span side.
     let mut sides: FxHashMap<(TraceId, SpanId, bool), Vec<&Annotation>> = FxHashMap::default();
-    let mut span_ops: FxHashMap<(TraceId, SpanId), String> = FxHashMap::default();
+    let mut span_ops: FxHashMap<(TraceId, SpanId), &str> = FxHashMap::default();
     for f in fragments {
         let Fragment::Annotation(a) = f else { continue };
         let us = u64::try_from(a.timestamp_us).unwrap_or(0);
         let sum = summaries.entry(a.trace_id).or_default();
         sum.cover(us.saturating_sub(a.duration_us.max(0) as u64), us);
-        if let Some(op) = a.operation() {
+        if let Some(op) = a.operation_str() {
             span_ops.entry((a.trace_id, a.span_id)).or_insert(op);
         }
         match a.kind {
@@ -310,23 +331,21 @@ pub(crate) fn index_batch(
             }
         }
     }
-    let mut stored: FxHashMap<TraceId, Vec<Fragment>> = FxHashMap::default();
+    // The stored fragments of traces with a side of which this batch holds
+    // one end only, read before any side is indexed so that the sides can
+    // borrow from them.
+    for (&(trace, _, client), batch) in &sides {
+        if !side_complete(batch, client) && !stored.contains_key(&trace) {
+            stored.insert(trace, earlier(trace));
+        }
+    }
     for ((trace, span, client), batch) in sides {
-        let (start_kind, end_kind) = if client {
-            (AnnotationType::ClientSend, AnnotationType::ClientRecv)
-        } else {
-            (AnnotationType::ServerRecv, AnnotationType::ServerSend)
-        };
-        let complete = |anns: &[&Annotation]| {
-            anns.iter().any(|a| a.kind == start_kind)
-                && anns
-                    .iter()
-                    .any(|a| a.kind == end_kind || a.kind == AnnotationType::Timeout)
-        };
-        let mut all: Vec<&Annotation> = batch.clone();
-        if !complete(&batch) {
-            let earlier_frags = stored.entry(trace).or_insert_with(|| earlier(trace));
-            for f in earlier_frags.iter() {
+        let (start_kind, end_kind) = side_ends(client);
+        let mut all: Vec<&Annotation> = batch;
+        if !side_complete(&all, client)
+            && let Some(earlier_frags) = stored.get(&trace)
+        {
+            for f in earlier_frags {
                 if let Fragment::Annotation(a) = f
                     && a.span_id == span
                     && (a.kind.side() == Side::Client) == client
@@ -338,6 +357,7 @@ pub(crate) fn index_batch(
         }
         let Some(start) = all
             .iter()
+            .copied()
             .filter(|a| a.kind == start_kind)
             .min_by_key(|a| a.timestamp_us)
         else {
@@ -360,26 +380,45 @@ pub(crate) fn index_batch(
             .or(timeout)
             .map(|e| u64::try_from(e - start.timestamp_us).unwrap_or(0))
             .or((one_way && client).then_some(0));
-        let operation = all
+        let operation: Option<Cow<'_, str>> = all
             .iter()
-            .find_map(|a| a.operation())
-            .or_else(|| span_ops.get(&(trace, span)).cloned())
-            .or_else(|| client.then(|| start.default_name()));
-        let mut attributes: Vec<(String, String)> = all
+            .find_map(|a| a.operation_str())
+            .or_else(|| span_ops.get(&(trace, span)).copied())
+            .map(Cow::Borrowed)
+            .or_else(|| client.then(|| Cow::Owned(start.default_name())));
+        // Borrowed from the annotations: a side's attributes are copied
+        // nowhere on the way to its index terms.
+        let mut attributes: Vec<(Cow<'_, str>, Cow<'_, str>)> = all
             .iter()
-            .flat_map(|a| a.attributes.iter().cloned())
+            .flat_map(|a| a.attributes.iter())
+            .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
             .collect();
-        attributes.extend(
-            all.iter()
-                .filter(|a| !a.hostname.is_empty())
-                .map(|a| ("host.name".to_string(), a.hostname.clone())),
-        );
+        attributes.extend(all.iter().filter(|a| !a.hostname.is_empty()).map(|a| {
+            (
+                Cow::Borrowed("host.name"),
+                Cow::Borrowed(a.hostname.as_str()),
+            )
+        }));
         if client && !start.destination.is_empty() {
-            attributes.push(("peer.service".into(), start.destination.clone()));
+            attributes.push((
+                Cow::Borrowed("peer.service"),
+                Cow::Borrowed(start.destination.as_str()),
+            ));
         }
-        attributes.sort();
+        attributes.sort_unstable();
         attributes.dedup();
-        let root_name = operation.clone().unwrap_or_else(|| start.default_name());
+        let root_name = operation
+            .clone()
+            .unwrap_or_else(|| Cow::Owned(start.default_name()));
+        summaries.entry(trace).or_default().offer_root_parts(
+            start_us,
+            start.service(),
+            &root_name,
+            // A client side without a parent is the root; a server side is
+            // one only where no such client side exists (an edge service
+            // whose callers are not traced).
+            !client || start.parent_id.is_some(),
+        );
         entries.push(Indexed {
             trace,
             span,
@@ -389,25 +428,10 @@ pub(crate) fn index_batch(
                 kind: start.span_kind(),
                 error: timeout.is_some(),
             },
-            service: Cow::Owned(start.service().to_string()),
-            operation: operation.map(Cow::Owned),
-            attributes: attributes
-                .into_iter()
-                .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
-                .collect(),
+            service: Cow::Borrowed(start.service()),
+            operation,
+            attributes,
         });
-        // A client side without a parent is the root; a server side is one
-        // only where no such client side exists (an edge service whose
-        // callers are not traced).
-        summaries
-            .entry(trace)
-            .or_default()
-            .offer_root(RootCandidate {
-                start_us,
-                service: start.service().to_string(),
-                name: root_name,
-                has_parent: !client || start.parent_id.is_some(),
-            });
     }
 
     emit_blocks(&mut w, &entries, next_block);

@@ -47,6 +47,12 @@ fn check_free_string(s: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// Whether `s` has an upper-case ASCII letter: a hex ID that decoded is
+/// in canonical (lower-case) form exactly when it has none.
+fn has_upper(s: &str) -> bool {
+    s.bytes().any(|c| c.is_ascii_uppercase())
+}
+
 fn hex_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     hex::decode_to_slice(s, &mut out).ok()?;
@@ -86,8 +92,10 @@ impl TraceId {
             Some(b) => {
                 let id = TraceId(b);
                 // Keep the original where the canonical form differs from
-                // it (upper case, UUID dashes), so that it can be shown.
-                let original = (id.to_hex() != s && s.len() != 16).then(|| s.to_string());
+                // it (upper case, UUID dashes), so that it can be shown. It
+                // decoded as hex, so only those two can make it differ.
+                let canonical = s.len() == 32 && !has_upper(s);
+                let original = (!canonical && s.len() != 16).then(|| s.to_string());
                 Ok((id, original))
             }
             None => Ok((
@@ -119,7 +127,7 @@ impl SpanId {
             Some(b) if b == [0; 8] => Err(IdError::Zero),
             Some(b) => {
                 let id = SpanId(b);
-                let original = (id.to_hex() != s).then(|| s.to_string());
+                let original = has_upper(s).then(|| s.to_string());
                 Ok((id, original))
             }
             None => Ok((
@@ -472,16 +480,17 @@ impl Annotation {
     /// The operation name, from the first of [`OPERATION_KEYS`] present, else
     /// from the call's destination.
     pub fn operation(&self) -> Option<String> {
-        for key in OPERATION_KEYS {
-            if let Some((_, v)) = self
-                .attributes
+        self.operation_str().map(str::to_string)
+    }
+
+    /// [`Annotation::operation`], borrowed.
+    pub fn operation_str(&self) -> Option<&str> {
+        OPERATION_KEYS.iter().find_map(|key| {
+            self.attributes
                 .iter()
                 .find(|(k, v)| k == key && !v.is_empty())
-            {
-                return Some(v.clone());
-            }
-        }
-        None
+                .map(|(_, v)| v.as_str())
+        })
     }
 
     /// The span kind of this fragment's side.
@@ -565,6 +574,39 @@ mod tests {
         let (from_uuid, original) = TraceId::parse(uuid).unwrap();
         assert_eq!(from_uuid.to_hex(), hex);
         assert_eq!(original.as_deref(), Some(uuid));
+    }
+
+    #[test]
+    fn an_original_id_is_kept_exactly_when_its_canonical_form_differs() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let span = "00f067aa0ba902b7";
+        let mixed = |s: &str, at: usize| {
+            s.char_indices()
+                .map(|(i, c)| if i == at { c.to_ascii_uppercase() } else { c })
+                .collect::<String>()
+        };
+        for at in 0..trace.len() {
+            let s = mixed(trace, at);
+            let (id, original) = TraceId::parse(&s).unwrap();
+            assert_eq!(original.is_some(), id.to_hex() != s, "{s}");
+            let dashed = format!(
+                "{}-{}-{}-{}-{}",
+                &s[..8],
+                &s[8..12],
+                &s[12..16],
+                &s[16..20],
+                &s[20..]
+            );
+            let (_, original) = TraceId::parse(&dashed).unwrap();
+            assert_eq!(original.as_deref(), Some(dashed.as_str()));
+        }
+        for at in 0..span.len() {
+            let s = mixed(span, at);
+            let (id, original) = SpanId::parse(&s).unwrap();
+            assert_eq!(original.is_some(), id.to_hex() != s, "{s}");
+            // 64-bit trace IDs are padded and never kept, whatever the case.
+            assert_eq!(TraceId::parse(&s).unwrap().1, None);
+        }
     }
 
     #[test]
