@@ -88,6 +88,10 @@ fn emit_blocks(w: &mut IndexWrites, entries: &[Indexed<'_>], next_block: &mut dy
         // Terms and catalog entries are built in one reused buffer and
         // copied only the first time they are seen.
         let mut terms: FxHashMap<Vec<u8>, Vec<u32>> = FxHashMap::default();
+        // Adds member `i` to a term's list (once, however often the member
+        // carries it); true when the term is new to the block, so that the
+        // catalog entries that go with it are noted once a block, not once
+        // a span.
         let add = |terms: &mut FxHashMap<Vec<u8>, Vec<u32>>, term: &[u8], i: u32| match terms
             .get_mut(term)
         {
@@ -95,9 +99,11 @@ fn emit_blocks(w: &mut IndexWrites, entries: &[Indexed<'_>], next_block: &mut dy
                 if list.last() != Some(&i) {
                     list.push(i);
                 }
+                false
             }
             None => {
                 terms.insert(term.to_vec(), vec![i]);
+                true
             }
         };
         let note = |catalog: &mut FxHashSet<Vec<u8>>, entry: &[u8]| {
@@ -109,9 +115,10 @@ fn emit_blocks(w: &mut IndexWrites, entries: &[Indexed<'_>], next_block: &mut dy
             let i = i as u32;
             let service: &str = &e.service;
             keys::term_into(&mut key, keys::IDX_SERVICE, &[service]);
-            add(&mut terms, &key, i);
-            keys::term_into(&mut key, keys::CATALOG_SERVICE, &[service]);
-            note(&mut catalog, &key);
+            if add(&mut terms, &key, i) {
+                keys::term_into(&mut key, keys::CATALOG_SERVICE, &[service]);
+                note(&mut catalog, &key);
+            }
             if let Some(op) = &e.operation {
                 keys::term_into(&mut key, keys::IDX_SERVICE_OPERATION, &[service, op]);
                 add(&mut terms, &key, i);
@@ -125,8 +132,12 @@ fn emit_blocks(w: &mut IndexWrites, entries: &[Indexed<'_>], next_block: &mut dy
             }
             for (k, v) in &e.attributes {
                 if v.len() <= MAX_INDEXED_VALUE && k.len() <= MAX_INDEXED_VALUE {
-                    keys::term_into(&mut key, keys::IDX_ATTRIBUTE, &[k, &keys::term_value(v)]);
-                    add(&mut terms, &key, i);
+                    keys::attribute_term_into(&mut key, k, v);
+                    if !add(&mut terms, &key, i) {
+                        // Its catalog entries were noted with the term
+                        // (a 64-bit hash of a long value stands for it).
+                        continue;
+                    }
                 }
                 keys::term_into(&mut key, keys::CATALOG_ATTR_KEY, &[k]);
                 note(&mut catalog, &key);
@@ -168,8 +179,8 @@ fn span_attributes(s: &Span) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     for e in &s.events {
         out.extend(kv_strings(&e.attributes));
     }
-    out.sort_unstable();
-    out.dedup();
+    // Not sorted or deduplicated: a pair repeated within a span adds its
+    // member to a term once, and its catalog entries once (`emit_blocks`).
     out
 }
 /// The start and end annotation of a client (or server) side.
@@ -387,7 +398,8 @@ pub(crate) fn index_batch(
             .map(Cow::Borrowed)
             .or_else(|| client.then(|| Cow::Owned(start.default_name())));
         // Borrowed from the annotations: a side's attributes are copied
-        // nowhere on the way to its index terms.
+        // nowhere on the way to its index terms (and, as a span's, need no
+        // deduplication: see `span_attributes`).
         let mut attributes: Vec<(Cow<'_, str>, Cow<'_, str>)> = all
             .iter()
             .flat_map(|a| a.attributes.iter())
@@ -405,8 +417,6 @@ pub(crate) fn index_batch(
                 Cow::Borrowed(start.destination.as_str()),
             ));
         }
-        attributes.sort_unstable();
-        attributes.dedup();
         let root_name = operation
             .clone()
             .unwrap_or_else(|| Cow::Owned(start.default_name()));

@@ -89,6 +89,23 @@ pub fn term_value(v: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `index_key(IDX_ATTRIBUTE, &[key, &term_value(value)], &[])` into a
+/// reused buffer, without allocating for a hashed value.
+pub fn attribute_term_into(buf: &mut Vec<u8>, key: &str, value: &str) {
+    buf.clear();
+    buf.push(IDX_ATTRIBUTE);
+    push_str(buf, key);
+    if value.len() > HASHED_VALUE_LEN {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let h = xxhash_rust::xxh3::xxh3_64(value.as_bytes());
+        buf.extend_from_slice(&17u16.to_be_bytes());
+        buf.push(1);
+        buf.extend((0..16).rev().map(|n| HEX[(h >> (n * 4)) as usize & 0xf]));
+    } else {
+        push_str(buf, value);
+    }
+}
+
 /// What the index keeps of a span, to check duration, kind and status
 /// without reading the span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +289,27 @@ pub fn decode_operation_key(k: &[u8]) -> Option<(&str, SpanKind, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attribute_term_is_the_index_key_of_its_term_value() {
+        let long = "x".repeat(HASHED_VALUE_LEN + 1);
+        let at_limit = "y".repeat(HASHED_VALUE_LEN);
+        let mut buf = vec![9, 9, 9];
+        for (k, v) in [
+            ("http.method", "GET"),
+            ("k", ""),
+            ("request.id", long.as_str()),
+            ("request.id", at_limit.as_str()),
+            ("ключ", "значение, длиннее двадцати четырёх байт"),
+        ] {
+            attribute_term_into(&mut buf, k, v);
+            assert_eq!(
+                buf,
+                index_key(IDX_ATTRIBUTE, &[k, &term_value(v)], &[]),
+                "{k}={v}"
+            );
+        }
+    }
 
     #[test]
     fn fragment_keys_sort_by_trace_then_seq() {
