@@ -57,39 +57,44 @@ fn cut(mut s: String, max: usize) -> String {
     s
 }
 
-fn value(v: Option<&AnyValue>, limits: &Limits, depth: usize) -> Value {
+// Strings are moved out of the decoded request, not copied: a short one
+// is kept inline, a long one keeps its buffer.
+fn value(v: Option<AnyValue>, limits: &Limits, depth: usize) -> Value {
     use any_value::Value as V;
-    let Some(v) = v.and_then(|v| v.value.as_ref()) else {
+    let Some(v) = v.and_then(|v| v.value) else {
         return Value::Str(Default::default());
     };
     match v {
-        V::StringValue(s) => Value::Str(cut(s.clone(), limits.max_value_bytes).into()),
-        V::BoolValue(b) => Value::Bool(*b),
-        V::IntValue(i) => Value::Int(*i),
-        V::DoubleValue(d) => Value::Double(*d),
-        V::BytesValue(b) => Value::Bytes(b[..b.len().min(limits.max_value_bytes)].to_vec()),
+        V::StringValue(s) => Value::Str(cut(s, limits.max_value_bytes).into()),
+        V::BoolValue(b) => Value::Bool(b),
+        V::IntValue(i) => Value::Int(i),
+        V::DoubleValue(d) => Value::Double(d),
+        V::BytesValue(mut b) => {
+            b.truncate(limits.max_value_bytes);
+            Value::Bytes(b)
+        }
         // Nested values deeper than a few levels are flattened to text.
         _ if depth > 4 => Value::Str("…[nested too deep]".into()),
         V::ArrayValue(a) => Value::Array(
             a.values
-                .iter()
+                .into_iter()
                 .take(limits.max_attributes)
                 .map(|x| value(Some(x), limits, depth + 1))
                 .collect(),
         ),
-        V::KvlistValue(kv) => Value::Map(attributes(&kv.values, limits, depth + 1)),
+        V::KvlistValue(kv) => Value::Map(attributes(kv.values, limits, depth + 1)),
         // Any further kinds (string table references) are kept as empty.
         #[allow(unreachable_patterns)]
         _ => Value::Str(Default::default()),
     }
 }
 
-fn attributes(kvs: &[OtlpKeyValue], limits: &Limits, depth: usize) -> Vec<KeyValue> {
-    kvs.iter()
+fn attributes(kvs: Vec<OtlpKeyValue>, limits: &Limits, depth: usize) -> Vec<KeyValue> {
+    kvs.into_iter()
         .take(limits.max_attributes)
         .map(|kv| KeyValue {
-            key: cut(kv.key.clone(), 256).into(),
-            value: value(kv.value.as_ref(), limits, depth),
+            key: cut(kv.key, 256).into(),
+            value: value(kv.value, limits, depth),
         })
         .collect()
 }
@@ -102,7 +107,7 @@ pub fn otlp(req: ExportTraceServiceRequest, protocol: Protocol, limits: &Limits)
         let resource_attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
         let mut service = None;
         let mut resource = Vec::new();
-        for kv in attributes(&resource_attrs, limits, 0) {
+        for kv in attributes(resource_attrs, limits, 0) {
             match (&*kv.key, &kv.value) {
                 ("service.name", Value::Str(s)) if service.is_none() => service = Some(s.clone()),
                 _ => resource.push(kv),
@@ -172,26 +177,26 @@ pub fn otlp(req: ExportTraceServiceRequest, protocol: Protocol, limits: &Limits)
                     end_ns: s.end_time_unix_nano.max(s.start_time_unix_nano),
                     status,
                     status_message: status_message.into(),
-                    attributes: attributes(&s.attributes, limits, 0),
+                    attributes: attributes(s.attributes, limits, 0),
                     resource: resource.clone(),
                     scope: scope.clone(),
                     events: s
                         .events
-                        .iter()
+                        .into_iter()
                         .map(|e| Event {
                             time_ns: e.time_unix_nano,
-                            name: cut(e.name.clone(), 1024).into(),
-                            attributes: attributes(&e.attributes, limits, 0),
+                            name: cut(e.name, 1024).into(),
+                            attributes: attributes(e.attributes, limits, 0),
                         })
                         .collect(),
                     links: s
                         .links
-                        .iter()
+                        .into_iter()
                         .filter_map(|l| {
                             Some(Link {
                                 trace_id: TraceId::from_slice(&l.trace_id)?,
                                 span_id: SpanId::from_slice(&l.span_id)?,
-                                attributes: attributes(&l.attributes, limits, 0),
+                                attributes: attributes(l.attributes, limits, 0),
                             })
                         })
                         .collect(),
