@@ -25,7 +25,7 @@ impl PartitionCatalog {
         if self.keys.contains(k) {
             return false;
         }
-        if let Some(f) = keys::decode_fields(k, keys::CATALOG_ATTR_VALUE, 2) {
+        if let Some(f) = keys::decode_fields::<2>(k, keys::CATALOG_ATTR_VALUE) {
             let n = match self.values_per_key.get_mut(f[0]) {
                 Some(n) => n,
                 None => self.values_per_key.entry(f[0].to_string()).or_default(),
@@ -41,7 +41,7 @@ impl PartitionCatalog {
     /// Forgets a key taken by [`PartitionCatalog::insert`].
     pub fn remove(&mut self, k: &[u8]) {
         if self.keys.remove(k)
-            && let Some(f) = keys::decode_fields(k, keys::CATALOG_ATTR_VALUE, 2)
+            && let Some(f) = keys::decode_fields::<2>(k, keys::CATALOG_ATTR_VALUE)
             && let Some(n) = self.values_per_key.get_mut(f[0])
         {
             *n = n.saturating_sub(1);

@@ -170,16 +170,16 @@ pub fn decode_dependency_key(k: &[u8]) -> Option<(u64, &str, &str)> {
     }
 }
 
-/// Inverse of [`index_key`] for a catalog key with `n` string fields.
-pub fn decode_fields(k: &[u8], tag: u8, n: usize) -> Option<Vec<&str>> {
+/// Inverse of [`index_key`] for a catalog key with `N` string fields.
+pub fn decode_fields<const N: usize>(k: &[u8], tag: u8) -> Option<[&str; N]> {
     let (&t, mut rest) = k.split_first()?;
     if t != tag {
         return None;
     }
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut out = [""; N];
+    for f in &mut out {
         let (s, r) = take_str(rest)?;
-        out.push(s);
+        *f = s;
         rest = r;
     }
     rest.is_empty().then_some(out)
@@ -392,10 +392,12 @@ mod tests {
         assert_eq!(decode_dependency_key(&a[..12]), None);
         let k = index_key(CATALOG_ATTR_VALUE, &["http.method", "GET"], &[]);
         assert_eq!(
-            decode_fields(&k, CATALOG_ATTR_VALUE, 2),
-            Some(vec!["http.method", "GET"])
+            decode_fields::<2>(&k, CATALOG_ATTR_VALUE),
+            Some(["http.method", "GET"])
         );
-        assert_eq!(decode_fields(&k, CATALOG_ATTR_KEY, 2), None);
+        assert_eq!(decode_fields::<2>(&k, CATALOG_ATTR_KEY), None);
+        assert_eq!(decode_fields::<1>(&k, CATALOG_ATTR_VALUE), None);
+        assert_eq!(decode_fields::<3>(&k, CATALOG_ATTR_VALUE), None);
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub mod search;
 pub mod summary;
 pub mod synth;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use catalog::PartitionCatalog;
 use std::path::{Path, PathBuf};
@@ -512,7 +513,7 @@ impl Store {
     /// entries. Public for the reference benchmark, which writes the same
     /// bytes with a plain RocksDB loop.
     pub fn encode(&self, fragments: &[Fragment]) -> Result<EncodedWrite> {
-        let mut by_trace: HashMap<TraceId, Vec<&Fragment>> = HashMap::new();
+        let mut by_trace: FxHashMap<TraceId, Vec<&Fragment>> = FxHashMap::default();
         for f in fragments {
             by_trace.entry(f.trace_id()).or_default().push(f);
         }
@@ -669,7 +670,7 @@ impl Store {
         Ok(self
             .catalog_keys(keys::CATALOG_ATTR_KEY)
             .iter()
-            .filter_map(|k| keys::decode_fields(k, keys::CATALOG_ATTR_KEY, 1))
+            .filter_map(|k| keys::decode_fields::<1>(k, keys::CATALOG_ATTR_KEY))
             .map(|f| f[0].to_string())
             .collect())
     }
@@ -684,7 +685,7 @@ impl Store {
             let mut vals: Vec<&str> = c
                 .keys
                 .iter()
-                .filter_map(|k| keys::decode_fields(k, keys::CATALOG_ATTR_VALUE, 2))
+                .filter_map(|k| keys::decode_fields::<2>(k, keys::CATALOG_ATTR_VALUE))
                 .filter(|f| f[0] == key)
                 .map(|f| f[1])
                 .collect();
