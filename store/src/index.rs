@@ -183,6 +183,7 @@ fn span_attributes(s: &Span) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     // member to a term once, and its catalog entries once (`emit_blocks`).
     out
 }
+
 /// The start and end annotation of a client (or server) side.
 fn side_ends(client: bool) -> (AnnotationType, AnnotationType) {
     if client {
@@ -463,6 +464,80 @@ pub(crate) fn index_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The member list of the attribute term `k=v` in the only block.
+    fn members_of(w: &IndexWrites, k: &str, v: &str) -> Vec<u32> {
+        let term = keys::index_key(keys::IDX_ATTRIBUTE, &[k, &keys::term_value(v)], &[]);
+        let lists: Vec<Vec<u32>> = w
+            .puts
+            .iter()
+            .filter(|(key, _)| key.len() == term.len() + keys::SUFFIX_LEN && key.starts_with(&term))
+            .map(|(_, list)| block::decode_members(list).expect("a member list"))
+            .collect();
+        assert_eq!(lists.len(), 1, "{k}={v}");
+        lists.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_pair_repeated_within_a_span_or_side_lists_its_member_once() {
+        let pair = || KeyValue::string("k", "v");
+        let span = |id: u8, repeated: bool| Span {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: None,
+            name: "op".into(),
+            kind: SpanKind::Server,
+            service: "api".into(),
+            start_ns: 1_000_000 + u64::from(id) * 1_000,
+            end_ns: 2_000_000,
+            status: StatusCode::Unset,
+            status_message: Default::default(),
+            attributes: vec![pair(), pair()],
+            resource: if repeated { vec![pair()] } else { vec![] },
+            scope: None,
+            events: if repeated {
+                vec![crate::model::Event {
+                    time_ns: 1_500_000,
+                    name: "e".into(),
+                    attributes: vec![pair()],
+                }]
+            } else {
+                vec![]
+            },
+            links: vec![],
+            protocol: crate::model::Protocol::OtlpGrpc,
+        };
+        // A phosphor client side whose two annotations both carry `a=b`.
+        let ann = |kind: AnnotationType, ts: i64| Annotation {
+            trace_id: TraceId([2; 16]),
+            span_id: SpanId([9; 8]),
+            parent_id: None,
+            legacy: Default::default(),
+            kind,
+            one_way: false,
+            timestamp_us: ts,
+            duration_us: 0,
+            hostname: "box".into(),
+            origin: "web".into(),
+            destination: "api".into(),
+            payload: String::new(),
+            attributes: vec![("a".into(), "b".into()), ("a".into(), "b".into())],
+        };
+        let frags = vec![
+            Fragment::Span(span(1, true)),
+            Fragment::Span(span(2, false)),
+            Fragment::Annotation(ann(AnnotationType::ClientSend, 1_003)),
+            Fragment::Annotation(ann(AnnotationType::ClientRecv, 1_900)),
+        ];
+        let w = index_batch(&frags, &mut |_| Vec::new(), &mut || 7);
+        // Members are in start order: the two spans, then the side.
+        assert_eq!(members_of(&w, "k", "v"), [0, 1]);
+        assert_eq!(members_of(&w, "a", "b"), [2]);
+        assert_eq!(members_of(&w, "host.name", "box"), [2]);
+        // Catalog entries, once each.
+        let value = keys::index_key(keys::CATALOG_ATTR_VALUE, &["k", "v"], &[]);
+        assert_eq!(w.catalog.iter().filter(|c| **c == value).count(), 1);
+    }
 
     #[test]
     fn indexed_values_are_written_as_display_writes_them() {
