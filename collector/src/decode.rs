@@ -251,15 +251,15 @@ pub fn annotation(a: wire::Annotation, limits: &Limits) -> Result<Fragment, Anno
         one_way: a.r#async,
         timestamp_us: a.timestamp,
         duration_us: a.duration.max(0),
-        hostname: cut(a.hostname, 256),
-        origin: cut(a.origin, 256),
-        destination: cut(a.destination, 256),
-        payload: cut(String::from_utf8_lossy(&a.payload).into_owned(), max),
+        hostname: cut(a.hostname, 256).into(),
+        origin: cut(a.origin, 256).into(),
+        destination: cut(a.destination, 256).into(),
+        payload: cut(String::from_utf8_lossy(&a.payload).into_owned(), max).into(),
         attributes: a
             .key_value
             .into_iter()
             .take(limits.max_attributes)
-            .map(|kv| (cut(kv.key, 256), cut(kv.value, max)))
+            .map(|kv| (cut(kv.key, 256).into(), cut(kv.value, max).into()))
             .collect(),
     }))
 }

@@ -359,10 +359,10 @@ mod tests {
             one_way: false,
             timestamp_us: 1,
             duration_us: 0,
-            hostname: String::new(),
+            hostname: Default::default(),
             origin: "a".into(),
-            destination: String::new(),
-            payload: String::new(),
+            destination: Default::default(),
+            payload: Default::default(),
             attributes: vec![],
         })
     }

@@ -858,7 +858,7 @@ mod tests {
                 hostname: "host-1".into(),
                 origin: "api".into(),
                 destination: "card-api".into(),
-                payload: String::new(),
+                payload: Default::default(),
                 attributes: vec![("operation".into(), "authorise".into())],
             })
         };
@@ -911,7 +911,7 @@ mod tests {
                 hostname: "h".into(),
                 origin: "api".into(),
                 destination: "card-api".into(),
-                payload: String::new(),
+                payload: Default::default(),
                 attributes: vec![("operation".into(), "authorise".into())],
             })
         };

@@ -241,7 +241,7 @@ fn side_node(
     node.side = Some(side);
     node.parent_span_id = anns.iter().find_map(|a| a.parent_id);
     node.legacy_span_id = anns.iter().find_map(|a| a.legacy.span.clone());
-    node.service = start.or(end).unwrap_or(a0).service().to_string().into();
+    node.service = start.or(end).unwrap_or(a0).service().into();
     node.kind = a0.span_kind();
     // The side's own operation, else the one its other side names, else a
     // name made from the call.
@@ -256,8 +256,9 @@ fn side_node(
         .or(end)
         .into_iter()
         .chain(anns.iter().copied())
-        .map(|a| a.hostname.clone())
-        .find(|h| !h.is_empty());
+        .map(|a| &a.hostname)
+        .find(|h| !h.is_empty())
+        .map(|h| h.to_string());
 
     let start_ns = start.map(|a| us_to_ns(a.timestamp_us)).or_else(|| {
         // An end that carries its duration gives the start too.
@@ -982,7 +983,7 @@ impl serde::Serialize for AttributesJson<'_> {
 /// winning. The store writes attributes in key order, so most arrive
 /// shown as they are, with nothing allocated.
 pub fn shown_attributes(kvs: &[KeyValue]) -> Shown<'_> {
-    if kvs.is_sorted_by(|a, b| a.key < b.key) {
+    if kvs.windows(2).all(|w| key_before(&w[0].key, &w[1].key)) {
         return Shown::AsTheyAre(kvs);
     }
     let mut sorted: Vec<&KeyValue> = kvs.iter().collect();
@@ -991,6 +992,23 @@ pub fn shown_attributes(kvs: &[KeyValue]) -> Shown<'_> {
     sorted.dedup_by(|later, earlier| later.key == earlier.key);
     sorted.reverse();
     Shown::Sorted(sorted)
+}
+
+/// Whether key `a` comes strictly before key `b` (the order of `str`).
+/// Most neighbouring attribute keys differ within their first eight bytes,
+/// so those are compared as one number first: a trace's JSON checks every
+/// pair of neighbouring keys of every span, and the plain comparison (a
+/// library `memcmp` a pair) was a tenth of that JSON's time.
+fn key_before(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        if x != y {
+            return x < y;
+        }
+        return a[8..] < b[8..];
+    }
+    a < b
 }
 
 /// Attributes as shown: see [`shown_attributes`].
@@ -1062,6 +1080,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_key_order_check_agrees_with_str_order() {
+        // Keys around the eight bytes compared at once: equal heads, one a
+        // prefix of the other, zero bytes, bytes with the high bit set.
+        let parts = [
+            "",
+            "a",
+            "b",
+            "\0",
+            "é",
+            "http.",
+            "net.peer",
+            "net.peer.",
+            "~",
+        ];
+        let mut keys = vec![String::new()];
+        for x in parts {
+            for y in parts {
+                for z in parts {
+                    keys.push(format!("{x}{y}{z}"));
+                }
+            }
+        }
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(key_before(a, b), a < b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
     fn attributes_serialize_as_their_json_value() {
         let kvs = vec![
             KeyValue::string("b", "x\"<y>"),
@@ -1113,7 +1161,7 @@ mod tests {
             hostname: "host".into(),
             origin: "api".into(),
             destination: "card-api".into(),
-            payload: String::new(),
+            payload: Default::default(),
             attributes: vec![],
         })
     }

@@ -520,7 +520,7 @@ mod tests {
             hostname: "box".into(),
             origin: "web".into(),
             destination: "api".into(),
-            payload: String::new(),
+            payload: Default::default(),
             attributes: vec![("a".into(), "b".into()), ("a".into(), "b".into())],
         };
         let frags = vec![

@@ -448,11 +448,15 @@ pub struct Annotation {
     pub one_way: bool,
     pub timestamp_us: i64,
     pub duration_us: i64,
-    pub hostname: String,
-    pub origin: String,
-    pub destination: String,
-    pub payload: String,
-    pub attributes: Vec<(String, String)>,
+    // Text, not String: most of these are short and kept inline, so an
+    // annotation decoded on the UDP thread and dropped on a writer costs
+    // few allocations and fewer frees across threads (postcard writes a
+    // Text exactly as a String).
+    pub hostname: Text,
+    pub origin: Text,
+    pub destination: Text,
+    pub payload: Text,
+    pub attributes: Vec<(Text, Text)>,
 }
 
 /// Attribute keys that name a phosphor annotation's operation, first match
@@ -645,7 +649,7 @@ mod tests {
             hostname: "host-1".into(),
             origin: "api".into(),
             destination: "card-api".into(),
-            payload: String::new(),
+            payload: Default::default(),
             attributes: vec![],
         };
         assert_eq!(a.service(), "api");

@@ -806,6 +806,54 @@ mod tests {
         ]
     }
 
+    /// An annotation as the model had it before its strings became
+    /// `Text`: records stored then must read back, and be written now,
+    /// byte for byte the same.
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct StringAnnotation {
+        trace_id: TraceId,
+        span_id: SpanId,
+        parent_id: Option<SpanId>,
+        legacy: LegacyIds,
+        kind: AnnotationType,
+        one_way: bool,
+        timestamp_us: i64,
+        duration_us: i64,
+        hostname: String,
+        origin: String,
+        destination: String,
+        payload: String,
+        attributes: Vec<(String, String)>,
+    }
+
+    #[test]
+    fn an_annotation_is_stored_as_it_was_when_its_strings_were_strings() {
+        let long = "x".repeat(40); // past what Text keeps inline
+        let old = StringAnnotation {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([7; 8]),
+            parent_id: None,
+            legacy: LegacyIds::default(),
+            kind: AnnotationType::ServerSend,
+            one_way: true,
+            timestamp_us: 1_000_001,
+            duration_us: 250,
+            hostname: "host-é".into(),
+            origin: String::new(),
+            destination: long.clone(),
+            payload: "{\"k\":1}".into(),
+            attributes: vec![("method".into(), long.clone()), (long, String::new())],
+        };
+        let old_bytes = postcard::to_allocvec(&old).unwrap();
+        let now: Annotation = postcard::from_bytes(&old_bytes).unwrap();
+        assert_eq!(now.hostname, "host-é");
+        assert_eq!(now.destination.len(), 40);
+        assert_eq!(now.attributes[1].1, "");
+        assert_eq!(postcard::to_allocvec(&now).unwrap(), old_bytes);
+        let back: StringAnnotation = postcard::from_bytes(&old_bytes).unwrap();
+        assert_eq!(back, old);
+    }
+
     fn encoded(frags: &[Fragment]) -> Vec<u8> {
         let refs: Vec<&Fragment> = frags.iter().collect();
         let mut out = Vec::new();

@@ -302,7 +302,7 @@ fn ann(kind: AnnotationType, span: u8, ts: u64) -> Fragment {
         hostname: "h".into(),
         origin: "api".into(),
         destination: "card-api".into(),
-        payload: String::new(),
+        payload: Default::default(),
         attributes: vec![("operation".into(), "authorise".into())],
     })
 }
