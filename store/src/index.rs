@@ -87,22 +87,22 @@ fn emit_blocks(w: &mut IndexWrites, entries: &[Indexed<'_>], next_block: &mut dy
         ));
         // Terms and catalog entries are built in one reused buffer and
         // copied only the first time they are seen.
-        let mut terms: FxHashMap<Vec<u8>, Vec<u32>> = FxHashMap::default();
+        let mut terms: FxHashMap<Vec<u8>, Members> = FxHashMap::default();
         // Adds member `i` to a term's list (once, however often the member
         // carries it); true when the term is new to the block, so that the
         // catalog entries that go with it are noted once a block, not once
-        // a span.
-        let add = |terms: &mut FxHashMap<Vec<u8>, Vec<u32>>, term: &[u8], i: u32| match terms
+        // a span. A new term's key has room for the block's suffix.
+        let add = |terms: &mut FxHashMap<Vec<u8>, Members>, term: &[u8], i: u32| match terms
             .get_mut(term)
         {
             Some(list) => {
-                if list.last() != Some(&i) {
-                    list.push(i);
-                }
+                list.add(i);
                 false
             }
             None => {
-                terms.insert(term.to_vec(), vec![i]);
+                let mut owned = Vec::with_capacity(term.len() + sfx.len());
+                owned.extend_from_slice(term);
+                terms.insert(owned, Members::One(i));
                 true
             }
         };
@@ -150,10 +150,37 @@ fn emit_blocks(w: &mut IndexWrites, entries: &[Indexed<'_>], next_block: &mut dy
         w.puts.reserve(terms.len());
         for (mut term, list) in terms {
             term.extend_from_slice(&sfx);
-            w.puts.push((term, block::encode_members(&list)));
+            let value = match list {
+                Members::One(m) => block::encode_members(&[m]),
+                Members::Many(list) => block::encode_members(&list),
+            };
+            w.puts.push((term, value));
         }
     }
     w.catalog.extend(catalog);
+}
+
+/// The members of a block that carry one term, in order, each once. Most
+/// terms of a block (values new for nearly every span) have one member,
+/// kept without an allocation.
+enum Members {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Members {
+    /// Adds member `i`, which is never below the last one added.
+    fn add(&mut self, i: u32) {
+        match self {
+            Members::One(m) if *m != i => *self = Members::Many(vec![*m, i]),
+            Members::One(_) => {}
+            Members::Many(list) => {
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+        }
+    }
 }
 
 /// A value as text, as `Value`'s `Display` writes it, without the
