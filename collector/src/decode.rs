@@ -5,7 +5,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as OtlpKeyValue,
 use phosphor_proto::phosphor as wire;
 use phosphor_store::model::{
     Annotation, AnnotationType, Event, Fragment, KeyValue, LegacyIds, Link, Protocol, Span, SpanId,
-    SpanKind, StatusCode, TraceId, Value,
+    SpanKind, StatusCode, Text, TraceId, Value,
 };
 
 /// Limits applied while decoding.
@@ -45,16 +45,35 @@ impl Decoded {
     }
 }
 
+/// Where a string longer than `max` bytes is cut: the last character
+/// boundary at or before `max`.
+fn cut_point(s: &str, max: usize) -> Option<usize> {
+    (s.len() > max).then(|| {
+        (0..=max)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0)
+    })
+}
+
 fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
+    if let Some(end) = cut_point(&s, max) {
         s.truncate(end);
         s.push_str("…[truncated]");
     }
     s
+}
+
+/// [`cut`], from a borrowed string into a `Text` (inline when short).
+fn cut_text(s: &str, max: usize) -> Text {
+    match cut_point(s, max) {
+        Some(end) => {
+            let mut t = Text::from(&s[..end]);
+            t.push_str("…[truncated]");
+            t
+        }
+        None => Text::from(s),
+    }
 }
 
 // Strings are moved out of the decoded request, not copied: a short one
@@ -224,14 +243,17 @@ pub enum AnnotationError {
 }
 
 /// Converts one wire annotation into the model.
-pub fn annotation(a: wire::Annotation, limits: &Limits) -> Result<Fragment, AnnotationError> {
+pub fn annotation(
+    a: &wire::AnnotationRef<'_>,
+    limits: &Limits,
+) -> Result<Fragment, AnnotationError> {
     let kind = AnnotationType::from_wire(a.r#type).ok_or(AnnotationError::Type(a.r#type))?;
-    let (trace_id, legacy_trace) = TraceId::parse(&a.trace_id).map_err(AnnotationError::TraceId)?;
-    let (span_id, legacy_span) = SpanId::parse(&a.span_id).map_err(AnnotationError::SpanId)?;
+    let (trace_id, legacy_trace) = TraceId::parse(a.trace_id).map_err(AnnotationError::TraceId)?;
+    let (span_id, legacy_span) = SpanId::parse(a.span_id).map_err(AnnotationError::SpanId)?;
     let (parent_id, legacy_parent) = if a.parent_id.is_empty() {
         (None, None)
     } else {
-        let (p, l) = SpanId::parse(&a.parent_id).map_err(AnnotationError::ParentId)?;
+        let (p, l) = SpanId::parse(a.parent_id).map_err(AnnotationError::ParentId)?;
         (Some(p), l)
     };
     if a.timestamp <= 0 {
@@ -251,15 +273,15 @@ pub fn annotation(a: wire::Annotation, limits: &Limits) -> Result<Fragment, Anno
         one_way: a.r#async,
         timestamp_us: a.timestamp,
         duration_us: a.duration.max(0),
-        hostname: cut(a.hostname, 256).into(),
-        origin: cut(a.origin, 256).into(),
-        destination: cut(a.destination, 256).into(),
-        payload: cut(String::from_utf8_lossy(&a.payload).into_owned(), max).into(),
+        hostname: cut_text(a.hostname, 256),
+        origin: cut_text(a.origin, 256),
+        destination: cut_text(a.destination, 256),
+        payload: cut_text(&String::from_utf8_lossy(a.payload), max),
         attributes: a
             .key_value
-            .into_iter()
+            .iter()
             .take(limits.max_attributes)
-            .map(|kv| (cut(kv.key, 256).into(), cut(kv.value, max).into()))
+            .map(|&(k, v)| (cut_text(k, 256), cut_text(v, max)))
             .collect(),
     }))
 }
@@ -275,17 +297,14 @@ pub struct DatagramResult {
 /// Decodes one UDP datagram in either framing. `Err` when the datagram as a
 /// whole is unreadable.
 pub fn datagram(buf: &[u8], limits: &Limits) -> Result<DatagramResult, wire::DatagramError> {
-    let anns = match wire::decode_datagram(buf)? {
-        wire::Datagram::Legacy(a) => vec![a],
-        wire::Datagram::Batch(v) => v,
-    };
+    // Read in place: the strings go from the datagram into the model's
+    // inline strings with no allocation of their own. A datagram that is
+    // not valid loses what was taken from it before the fault.
     let mut out = DatagramResult::default();
-    for a in anns {
-        match annotation(a, limits) {
-            Ok(f) => out.fragments.push(f),
-            Err(_) => out.bad_annotations += 1,
-        }
-    }
+    wire::each_annotation(buf, |a| match annotation(a, limits) {
+        Ok(f) => out.fragments.push(f),
+        Err(_) => out.bad_annotations += 1,
+    })?;
     Ok(out)
 }
 

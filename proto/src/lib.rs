@@ -7,6 +7,8 @@
 //! - [`otlp`]: a re-export of `opentelemetry-proto`, the OTLP types and the
 //!   tonic service definitions.
 
+mod borrowed;
+
 /// The phosphor annotation protocol (package `proto` on the wire).
 pub mod phosphor {
     #![allow(clippy::all, missing_docs)]
@@ -40,7 +42,11 @@ pub mod phosphor {
         Truncated,
         #[error("invalid protobuf: {0}")]
         Protobuf(#[from] prost::DecodeError),
+        #[error("invalid protobuf: {0}")]
+        Wire(#[from] crate::borrowed::WireError),
     }
+
+    pub use crate::borrowed::{AnnotationRef, WireError, each_annotation};
 
     /// Decodes one datagram in either framing.
     pub fn decode_datagram(buf: &[u8]) -> Result<Datagram, DatagramError> {
