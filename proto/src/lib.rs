@@ -2,7 +2,10 @@
 //!
 //! - [`phosphor`]: the UDP annotation protocol (`proto/phosphor/trace.proto`),
 //!   wire-compatible with the original phosphor `Annotation`, plus the batch
-//!   framing that packs many annotations into one datagram.
+//!   framing that packs many annotations into one datagram. The collector
+//!   reads datagrams in place with [`phosphor::each_annotation`] (strings
+//!   borrowed from the datagram); prost's [`phosphor::decode_datagram`] is
+//!   the owned form, and the reference a test holds the reader to.
 //! - [`zipkin`]: Zipkin's proto3 span format.
 //! - [`otlp`]: a re-export of `opentelemetry-proto`, the OTLP types and the
 //!   tonic service definitions.
