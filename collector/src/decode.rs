@@ -423,6 +423,10 @@ mod tests {
         assert_eq!(cut("abcdef".into(), 3), "abc…[truncated]");
         assert_eq!(cut("ééé".into(), 3), "é…[truncated]");
         assert_eq!(cut("ab".into(), 3), "ab");
+        // The borrowed form cuts at the same place.
+        for (s, max) in [("abcdef", 3), ("ééé", 3), ("ééé", 0), ("ab", 3), ("", 0)] {
+            assert_eq!(cut_text(s, max), cut(s.into(), max), "{s:?} {max}");
+        }
     }
 
     #[test]
