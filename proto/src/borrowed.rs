@@ -5,7 +5,7 @@
 //! field, and a datagram prost refuses is refused here too (a test holds the
 //! two equal over encoded, truncated and corrupted datagrams).
 
-use crate::phosphor::{Annotation, BATCH_MAGIC, BATCH_VERSION, DatagramError};
+use crate::phosphor::{Annotation, DatagramError, Framing, framing};
 
 /// One annotation of a datagram, borrowed from it.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -208,14 +208,8 @@ pub fn each_annotation<'a>(
     mut each: impl FnMut(&AnnotationRef<'a>),
 ) -> Result<(), DatagramError> {
     let mut a = AnnotationRef::default();
-    match buf.first() {
-        None => Err(DatagramError::Empty),
-        Some(&BATCH_MAGIC) => {
-            let version = *buf.get(1).ok_or(DatagramError::Truncated)?;
-            if version != BATCH_VERSION {
-                return Err(DatagramError::Version(version));
-            }
-            let mut rest = &buf[2..];
+    match framing(buf)? {
+        Framing::Batch(mut rest) => {
             while !rest.is_empty() {
                 let (field, wire) = key(&mut rest)?;
                 if field == 1 {
@@ -225,20 +219,22 @@ pub fn each_annotation<'a>(
                     skip(&mut rest, field, wire, 0)?;
                 }
             }
-            Ok(())
         }
-        Some(_) => {
-            annotation(buf, &mut a)?;
+        Framing::Legacy(m) => {
+            annotation(m, &mut a)?;
             each(&a);
-            Ok(())
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::phosphor::{AnnotationBatch, Datagram, KeyValue, decode_datagram, encode_batch};
+    use crate::phosphor::{
+        AnnotationBatch, BATCH_MAGIC, BATCH_VERSION, Datagram, KeyValue, decode_datagram,
+        encode_batch,
+    };
     use prost::Message;
 
     /// A small deterministic generator (xorshift), enough to vary fields.

@@ -51,8 +51,14 @@ pub mod phosphor {
 
     pub use crate::borrowed::{AnnotationRef, WireError, each_annotation};
 
-    /// Decodes one datagram in either framing.
-    pub fn decode_datagram(buf: &[u8]) -> Result<Datagram, DatagramError> {
+    /// A datagram's framing, told apart by its first byte: a legacy
+    /// annotation, or a batch's protobuf after its two header bytes.
+    pub(crate) enum Framing<'a> {
+        Legacy(&'a [u8]),
+        Batch(&'a [u8]),
+    }
+
+    pub(crate) fn framing(buf: &[u8]) -> Result<Framing<'_>, DatagramError> {
         match buf.first() {
             None => Err(DatagramError::Empty),
             Some(&BATCH_MAGIC) => {
@@ -60,12 +66,18 @@ pub mod phosphor {
                 if version != BATCH_VERSION {
                     return Err(DatagramError::Version(version));
                 }
-                Ok(Datagram::Batch(
-                    AnnotationBatch::decode(&buf[2..])?.annotations,
-                ))
+                Ok(Framing::Batch(&buf[2..]))
             }
-            Some(_) => Ok(Datagram::Legacy(Annotation::decode(buf)?)),
+            Some(_) => Ok(Framing::Legacy(buf)),
         }
+    }
+
+    /// Decodes one datagram in either framing.
+    pub fn decode_datagram(buf: &[u8]) -> Result<Datagram, DatagramError> {
+        Ok(match framing(buf)? {
+            Framing::Legacy(m) => Datagram::Legacy(Annotation::decode(m)?),
+            Framing::Batch(b) => Datagram::Batch(AnnotationBatch::decode(b)?.annotations),
+        })
     }
 
     /// Encodes annotations in the batch framing.
