@@ -83,10 +83,30 @@ pub const HASHED_VALUE_LEN: usize = 24;
 /// key costs at most a few dozen bytes whatever the value.
 pub fn term_value(v: &str) -> std::borrow::Cow<'_, str> {
     if v.len() > HASHED_VALUE_LEN {
-        format!("\u{1}{:016x}", xxhash_rust::xxh3::xxh3_64(v.as_bytes())).into()
+        hashed_value(v).as_str().to_string().into()
     } else {
         v.into()
     }
+}
+
+/// The hashed form of a long value: a 0x01 byte, then the 64-bit hash as
+/// 16 lower-case hex digits.
+struct Hashed([u8; 17]);
+
+impl Hashed {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII")
+    }
+}
+
+fn hashed_value(v: &str) -> Hashed {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let h = xxhash_rust::xxh3::xxh3_64(v.as_bytes());
+    let mut out = [1u8; 17];
+    for (i, d) in out[1..].iter_mut().enumerate() {
+        *d = HEX[(h >> (60 - 4 * i)) as usize & 0xf];
+    }
+    Hashed(out)
 }
 
 /// `index_key(IDX_ATTRIBUTE, &[key, &term_value(value)], &[])` into a
@@ -96,11 +116,7 @@ pub fn attribute_term_into(buf: &mut Vec<u8>, key: &str, value: &str) {
     buf.push(IDX_ATTRIBUTE);
     push_str(buf, key);
     if value.len() > HASHED_VALUE_LEN {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let h = xxhash_rust::xxh3::xxh3_64(value.as_bytes());
-        buf.extend_from_slice(&17u16.to_be_bytes());
-        buf.push(1);
-        buf.extend((0..16).rev().map(|n| HEX[(h >> (n * 4)) as usize & 0xf]));
+        push_str(buf, hashed_value(value).as_str());
     } else {
         push_str(buf, value);
     }
@@ -381,6 +397,14 @@ mod tests {
         assert_eq!(h.len(), 17);
         assert_eq!(h, term_value(long));
         assert_ne!(h, term_value(&long.replace("phosphor", "phosphorus")));
+        // The form stored keys have: 0x01, then the hash in 16 hex digits.
+        for v in [long, "x".repeat(25).as_str(), "значение длиннее двадцати"]
+        {
+            assert_eq!(
+                term_value(v),
+                format!("\u{1}{:016x}", xxhash_rust::xxh3::xxh3_64(v.as_bytes()))
+            );
+        }
     }
 
     #[test]
