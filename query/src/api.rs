@@ -402,9 +402,9 @@ async fn get_trace(
     let f = q.fetch_trace(&id, tp.options).await?;
     let started = std::time::Instant::now();
     let body = if tp.otlp {
-        serde_json::to_vec(&crate::otlp_json::trace(&f.trace)).expect("JSON values serialize")
+        vec![serde_json::to_vec(&crate::otlp_json::trace(&f.trace)).expect("JSON values serialize")]
     } else {
-        trace_json_bytes(&f.trace, f.pinned)
+        trace_json_parts(&f.trace, f.pinned)
     };
     let timing = server_timing(f.read, f.assemble, started.elapsed());
     if f.trace.spans.len() >= LARGE_TRACE_SPANS {
@@ -422,7 +422,7 @@ async fn get_trace(
                 timing,
             ),
         ],
-        body,
+        axum::body::Body::new(Parts::pooled(body)),
     )
         .into_response())
 }
@@ -454,11 +454,32 @@ pub fn trace_json_bytes(t: &Trace, pinned: bool) -> Vec<u8> {
     write_trace_json(t, pinned, t.spans.len() >= LARGE_TRACE_SPANS)
 }
 
+/// The same JSON as [`trace_json_bytes`] in the parts it was written in, to
+/// be sent one after the other: a large trace's two halves are not copied
+/// into one buffer, and their buffers come from (and go back to) the pool
+/// of [`crate::buffers::ANSWERS`].
+pub fn trace_json_parts(t: &Trace, pinned: bool) -> Vec<Vec<u8>> {
+    write_trace_json_parts(t, pinned, t.spans.len() >= LARGE_TRACE_SPANS)
+}
+
 /// From this many spans on, a trace is large: its JSON is written on two
 /// threads, and the single-trace route frees it after answering.
 const LARGE_TRACE_SPANS: usize = 500;
 
+/// Room for a span's JSON, as a guess to size buffers (the load tool's
+/// spans of ten attributes and an event take about 1,070 bytes).
+const SPAN_JSON_BYTES: usize = 1_200;
+
 fn write_trace_json(t: &Trace, pinned: bool, parallel: bool) -> Vec<u8> {
+    let mut parts = write_trace_json_parts(t, pinned, parallel).into_iter();
+    let mut out = parts.next().unwrap_or_default();
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    out
+}
+
+fn write_trace_json_parts(t: &Trace, pinned: bool, parallel: bool) -> Vec<Vec<u8>> {
     const FAILS: &str = "a trace serializes: every map key is a string";
     // The trace with no spans, then its spans in the gap. The pinned flag
     // comes just before the spans, and neither can appear unescaped inside a
@@ -472,8 +493,7 @@ fn write_trace_json(t: &Trace, pinned: bool, parallel: bool) -> Vec<u8> {
         .position(|w| w == marker.as_bytes())
         .expect("the trace JSON has its spans list after pinned")
         + marker.len();
-    let mut out = Vec::with_capacity(frame.len() + t.spans.len() * 1_200);
-    out.extend_from_slice(&frame[..gap]);
+    let (head, tail) = frame.split_at(gap);
     let write = |buf: &mut Vec<u8>, from: usize, to: usize| {
         for (i, n) in t.spans[from..to].iter().enumerate() {
             if i > 0 {
@@ -482,24 +502,72 @@ fn write_trace_json(t: &Trace, pinned: bool, parallel: bool) -> Vec<u8> {
             crate::fastjson::span(buf, from + i, n);
         }
     };
+    let pool = &crate::buffers::ANSWERS;
     let len = t.spans.len();
     if !parallel || len < 2 {
+        let mut out = pool.take(frame.len() + len * SPAN_JSON_BYTES);
+        out.extend_from_slice(head);
         write(&mut out, 0, len);
-    } else {
-        let mid = len / 2;
-        std::thread::scope(|s| {
-            let second = s.spawn(|| {
-                let mut buf = Vec::with_capacity((len - mid) * 1_200);
-                write(&mut buf, mid, len);
-                buf
-            });
-            write(&mut out, 0, mid);
-            out.push(b',');
-            out.extend_from_slice(&second.join().expect("span JSON does not panic"));
-        });
+        out.extend_from_slice(tail);
+        return vec![out];
     }
-    out.extend_from_slice(&frame[gap..]);
-    out
+    let mid = len / 2;
+    std::thread::scope(|s| {
+        let second = s.spawn(|| {
+            let mut buf = pool.take((len - mid) * SPAN_JSON_BYTES + tail.len());
+            write(&mut buf, mid, len);
+            buf.extend_from_slice(tail);
+            buf
+        });
+        let mut first = pool.take(head.len() + mid * SPAN_JSON_BYTES + 1);
+        first.extend_from_slice(head);
+        write(&mut first, 0, mid);
+        first.push(b',');
+        vec![first, second.join().expect("span JSON does not panic")]
+    })
+}
+
+/// A response body sent as the parts it was written in, with its exact
+/// length (so `Content-Length` is set as for one buffer).
+struct Parts {
+    parts: std::collections::VecDeque<bytes::Bytes>,
+    left: u64,
+}
+
+impl Parts {
+    /// Parts of pooled buffers: each goes back to the pool once sent.
+    fn pooled(parts: Vec<Vec<u8>>) -> Parts {
+        let parts: std::collections::VecDeque<bytes::Bytes> = parts
+            .into_iter()
+            .map(|p| crate::buffers::ANSWERS.into_bytes(p))
+            .collect();
+        let left = parts.iter().map(|p| p.len() as u64).sum();
+        Parts { parts, left }
+    }
+}
+
+impl http_body::Body for Parts {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let next = self.parts.pop_front();
+        if let Some(p) = &next {
+            self.left -= p.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|p| Ok(http_body::Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
 }
 
 /// Most trace IDs one `GET /api/v1/traces?ids=` takes.
@@ -727,6 +795,58 @@ mod tests {
     use std::sync::Arc;
     use tower::ServiceExt;
 
+    #[tokio::test]
+    async fn a_large_trace_is_sent_in_parts_with_its_whole_length() {
+        use phosphor_store::synth::{self, Shape};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64;
+        let shape = Shape {
+            spans: 1_201,
+            ..Shape::default()
+        };
+        let fragments = synth::trace(5, now, &shape);
+        let id = fragments[0].trace_id();
+        store.write(&fragments).unwrap();
+        let q = QueryService::new(Arc::new(store));
+        let f = q
+            .fetch_trace(&id.to_string(), crate::assemble::Options::default())
+            .await
+            .unwrap();
+        let expected = trace_json_bytes(&f.trace, f.pinned);
+        assert_eq!(trace_json_parts(&f.trace, f.pinned).len(), 2);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(q.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        // Twice: the second answer is written into the first one's buffers.
+        for _ in 0..2 {
+            let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let req =
+                format!("GET /api/v1/traces/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            conn.write_all(req.as_bytes()).await.unwrap();
+            let mut raw = Vec::new();
+            conn.read_to_end(&mut raw).await.unwrap();
+            let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let head = std::str::from_utf8(&raw[..split])
+                .unwrap()
+                .to_ascii_lowercase();
+            let body = &raw[split + 4..];
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            assert!(
+                head.contains(&format!("\r\ncontent-length: {}\r\n", expected.len())),
+                "{head}"
+            );
+            assert!(!head.contains("transfer-encoding"), "{head}");
+            assert!(body == expected.as_slice(), "the body is the trace's JSON");
+        }
+    }
+
     #[test]
     fn large_trace_json_written_in_halves_is_the_same_json() {
         use phosphor_store::synth::{self, Shape};
@@ -753,6 +873,10 @@ mod tests {
                 String::from_utf8(two).unwrap(),
                 String::from_utf8(one.clone()).unwrap()
             );
+            // Sent as written: two halves, together the same JSON.
+            let parts = trace_json_parts(&t, pinned);
+            assert_eq!(parts.len(), 2);
+            assert_eq!(parts.concat(), one);
             let v: serde_json::Value = serde_json::from_slice(&one).unwrap();
             assert_eq!(v["spans"].as_array().unwrap().len(), 1_201);
             assert_eq!(v["spans"][1_200]["index"], 1_200);

@@ -402,17 +402,17 @@ pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Optio
         .iter()
         .filter(|f| matches!(f, Fragment::Span(_)))
         .count();
-    let mut spans = Vec::with_capacity(spans_in);
+    // Spans straight into their nodes (a span is large: one move, not two).
+    let mut nodes: Vec<Node> = Vec::with_capacity(spans_in);
     let mut annotations = Vec::with_capacity(fragments.len() - spans_in);
     for f in fragments {
         match f {
-            Fragment::Span(s) => spans.push(s),
+            Fragment::Span(s) => nodes.push(span_node(s)),
             Fragment::Annotation(a) => annotations.push(a),
         }
     }
 
     let mut legacy_id = None;
-    let mut nodes: Vec<Node> = Vec::with_capacity(spans.len());
     let mut groups: HashMap<SpanId, Group<'_>> = HashMap::default();
     let mut group_order: Vec<SpanId> = Vec::new();
     for a in &annotations {
@@ -432,14 +432,16 @@ pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Optio
     // Spans that share an ID and a role but differ: the trace still renders,
     // and says so.
     let mut roles: HashMap<(SpanId, bool), usize> = HashMap::default();
-    // Only a repeated span ID can conflict.
-    for sp in spans.iter().filter(|_| repeated) {
-        *roles
-            .entry((
-                sp.span_id,
-                matches!(sp.kind, SpanKind::Server | SpanKind::Consumer),
-            ))
-            .or_default() += 1;
+    let role = |n: &Node| {
+        (
+            n.span_id,
+            matches!(n.kind, SpanKind::Server | SpanKind::Consumer),
+        )
+    };
+    // Only a repeated span ID can conflict. (So far `nodes` holds the spans'
+    // nodes only.)
+    for n in nodes.iter().filter(|_| repeated) {
+        *roles.entry(role(n)).or_default() += 1;
     }
     let conflicting: HashSet<(SpanId, bool)> = roles
         .into_iter()
@@ -453,18 +455,15 @@ pub fn assemble_with(trace_id: TraceId, fragments: Vec<Fragment>, options: Optio
         ));
     }
     conflict_warnings.sort();
-    nodes.extend(spans.into_iter().map(|sp| {
-        let key = (
-            sp.span_id,
-            matches!(sp.kind, SpanKind::Server | SpanKind::Consumer),
-        );
-        let mut n = span_node(sp);
-        if conflicting.contains(&key) {
-            n.warnings
-                .push("conflicting duplicate: this span ID arrived with different content".into());
+    if !conflicting.is_empty() {
+        for n in &mut nodes {
+            if conflicting.contains(&role(n)) {
+                n.warnings.push(
+                    "conflicting duplicate: this span ID arrived with different content".into(),
+                );
+            }
         }
-        n
-    }));
+    }
 
     // Arrival order must not matter: each side in time order.
     for g in groups.values_mut() {
@@ -731,7 +730,12 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
     for &i in &order {
         let mut node = slots[i].take().expect("each node once");
         node.parent = parent[i].map(|p| new_index[p]);
-        node.children = children[i].iter().map(|&c| new_index[c]).collect();
+        // The list of children, renumbered in place.
+        let mut kids = std::mem::take(&mut children[i]);
+        for c in &mut kids {
+            *c = new_index[*c];
+        }
+        node.children = kids;
         node.depth = depth[i];
         out.push(node);
     }

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod assemble;
+pub mod buffers;
 pub mod fastjson;
 pub mod jaeger;
 pub mod otlp_json;

@@ -1,0 +1,59 @@
+//! What a store's index holds, by kind of key: keys, key bytes and value
+//! bytes (before compression), and for attribute terms, how many list one
+//! member of their block only. Reads a data directory read-only (a running
+//! server may keep it open).
+//!
+//! `cargo build --release --workspace --example index_mix`, then
+//! `target/release/examples/index_mix <data dir>`
+
+use std::collections::BTreeMap;
+
+use phosphor_store::block::decode_members;
+use phosphor_store::keys;
+
+fn main() {
+    let dir = std::env::args().nth(1).expect("a data directory");
+    let opts = rocksdb::Options::default();
+    let names = rocksdb::DB::list_cf(&opts, &dir).expect("a RocksDB directory");
+    let db = rocksdb::DB::open_cf_for_read_only(&opts, &dir, &names, false).expect("opens");
+    // Kind of key: (keys, key bytes, value bytes).
+    let mut kinds: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    // Attribute key: (terms, terms with one member).
+    let mut attributes: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for name in names.iter().filter(|n| n.starts_with("index-")) {
+        let cf = db.cf_handle(name).expect("listed");
+        let mut it = db.raw_iterator_cf(&cf);
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let mut kind = format!("{:#04x}", k[0]);
+            if k[0] == keys::IDX_ATTRIBUTE && k.len() > 3 {
+                let len = usize::from(u16::from_be_bytes([k[1], k[2]]));
+                let key = String::from_utf8_lossy(&k[3..(3 + len).min(k.len())]).into_owned();
+                let one = decode_members(v).is_some_and(|m| m.len() == 1);
+                kind = format!("{kind} ({})", if one { "one member" } else { "more" });
+                let e = attributes.entry(key).or_default();
+                e.0 += 1;
+                e.1 += u64::from(one);
+            }
+            let e = kinds.entry(kind).or_default();
+            e.0 += 1;
+            e.1 += k.len() as u64;
+            e.2 += v.len() as u64;
+            it.next();
+        }
+    }
+    println!(
+        "{:24} {:>12} {:>14} {:>14}",
+        "kind", "keys", "key bytes", "value bytes"
+    );
+    for (k, (n, kb, vb)) in &kinds {
+        println!("{k:24} {n:>12} {kb:>14} {vb:>14}");
+    }
+    println!(
+        "\n{:32} {:>12} {:>12}",
+        "attribute key", "terms", "one member"
+    );
+    for (k, (n, one)) in &attributes {
+        println!("{k:32} {n:>12} {one:>12}");
+    }
+}
