@@ -38,6 +38,15 @@ impl PartitionCatalog {
         self.keys.insert(k.to_vec())
     }
 
+    /// The attribute keys that have as many values as the catalog keeps.
+    pub fn full_keys(&self) -> rustc_hash::FxHashSet<String> {
+        self.values_per_key
+            .iter()
+            .filter(|(_, n)| **n >= MAX_VALUES_PER_KEY)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Forgets a key taken by [`PartitionCatalog::insert`].
     pub fn remove(&mut self, k: &[u8]) {
         if self.keys.remove(k)

@@ -55,7 +55,12 @@ fn bucket(us: u64) -> u64 {
 /// Cuts the batch's indexed spans into blocks (starts within
 /// [`block::SPREAD_US`] of the block's first) and writes each block's facts
 /// and terms; `next_block` hands out block sequence numbers.
-fn emit_blocks(w: &mut IndexWrites, entries: &[Indexed<'_>], next_block: &mut dyn FnMut() -> u64) {
+fn emit_blocks(
+    w: &mut IndexWrites,
+    entries: &[Indexed<'_>],
+    next_block: &mut dyn FnMut() -> u64,
+    full: &FxHashSet<String>,
+) {
     // References are sorted, not the entries themselves (which are large).
     let mut sorted: Vec<&Indexed<'_>> = entries.iter().collect();
     sorted.sort_by_key(|e| e.start_us);
@@ -141,7 +146,10 @@ fn emit_blocks(w: &mut IndexWrites, entries: &[Indexed<'_>], next_block: &mut dy
                 }
                 keys::term_into(&mut key, keys::CATALOG_ATTR_KEY, &[k]);
                 note(&mut catalog, &key);
-                if v.len() <= MAX_CATALOG_VALUE {
+                // A key whose catalog values are full takes no more: not
+                // offering them spares building, sorting and refusing
+                // one entry for nearly every new value.
+                if v.len() <= MAX_CATALOG_VALUE && !full.contains(k.as_ref()) {
                     keys::term_into(&mut key, keys::CATALOG_ATTR_VALUE, &[k, v]);
                     note(&mut catalog, &key);
                 }
@@ -232,11 +240,15 @@ fn side_complete(anns: &[&Annotation], client: bool) -> bool {
 
 /// Builds the index writes of a batch. `earlier` returns a trace's stored
 /// fragments; it is called at most once per trace, and only for traces
-/// with annotation sides of which this batch holds one end only.
+/// with annotation sides of which this batch holds one end only. `full`
+/// names the attribute keys whose catalog values are full: the batch
+/// offers no more values of theirs. The catalog entries come out each once,
+/// in no particular order.
 pub(crate) fn index_batch(
     fragments: &[Fragment],
     earlier: &mut dyn FnMut(TraceId) -> Vec<Fragment>,
     next_block: &mut dyn FnMut() -> u64,
+    full: &FxHashSet<String>,
 ) -> IndexWrites {
     let mut w = IndexWrites::default();
     // Declared before the entries, which borrow from it.
@@ -472,7 +484,7 @@ pub(crate) fn index_batch(
         });
     }
 
-    emit_blocks(&mut w, &entries, next_block);
+    emit_blocks(&mut w, &entries, next_block, full);
     for (trace, s) in summaries {
         w.merges
             .push((keys::summary_key(trace).to_vec(), s.encode()));
@@ -483,8 +495,6 @@ pub(crate) fn index_batch(
             encode_counts(calls, errors).to_vec(),
         ));
     }
-    w.catalog.sort();
-    w.catalog.dedup();
     w
 }
 
@@ -556,7 +566,12 @@ mod tests {
             Fragment::Annotation(ann(AnnotationType::ClientSend, 1_003)),
             Fragment::Annotation(ann(AnnotationType::ClientRecv, 1_900)),
         ];
-        let w = index_batch(&frags, &mut |_| Vec::new(), &mut || 7);
+        let w = index_batch(
+            &frags,
+            &mut |_| Vec::new(),
+            &mut || 7,
+            &FxHashSet::default(),
+        );
         // Members are in start order: the two spans, then the side.
         assert_eq!(members_of(&w, "k", "v"), [0, 1]);
         assert_eq!(members_of(&w, "a", "b"), [2]);
@@ -564,6 +579,58 @@ mod tests {
         // Catalog entries, once each.
         let value = keys::index_key(keys::CATALOG_ATTR_VALUE, &["k", "v"], &[]);
         assert_eq!(w.catalog.iter().filter(|c| **c == value).count(), 1);
+    }
+
+    #[test]
+    fn a_key_whose_catalog_values_are_full_offers_no_more_but_is_indexed() {
+        let span = |id: u8| Span {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: None,
+            name: "op".into(),
+            kind: SpanKind::Server,
+            service: "api".into(),
+            start_ns: 1_000_000 + u64::from(id) * 1_000,
+            end_ns: 2_000_000,
+            status: StatusCode::Unset,
+            status_message: Default::default(),
+            attributes: vec![
+                KeyValue::string("request.id", format!("r{id}")),
+                KeyValue::string("region", "eu"),
+            ],
+            resource: vec![],
+            scope: None,
+            events: vec![],
+            links: vec![],
+            protocol: crate::model::Protocol::OtlpGrpc,
+        };
+        let frags: Vec<Fragment> = (1..=3).map(|i| Fragment::Span(span(i))).collect();
+        let value = |k: &str, v: &str| keys::index_key(keys::CATALOG_ATTR_VALUE, &[k, v], &[]);
+        let attr_key = keys::index_key(keys::CATALOG_ATTR_KEY, &["request.id"], &[]);
+        let open = index_batch(
+            &frags,
+            &mut |_| Vec::new(),
+            &mut || 7,
+            &FxHashSet::default(),
+        );
+        assert!(open.catalog.contains(&value("request.id", "r2")));
+        let full: FxHashSet<String> = ["request.id".to_string()].into_iter().collect();
+        let w = index_batch(&frags, &mut |_| Vec::new(), &mut || 7, &full);
+        for id in 1u8..=3 {
+            // Still searchable; only the autocomplete value is not offered.
+            assert_eq!(
+                members_of(&w, "request.id", &format!("r{id}")),
+                [u32::from(id) - 1]
+            );
+            assert!(!w.catalog.contains(&value("request.id", &format!("r{id}"))));
+        }
+        assert!(w.catalog.contains(&attr_key));
+        assert!(w.catalog.contains(&value("region", "eu")));
+        // Each entry once.
+        let mut sorted = w.catalog.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), w.catalog.len());
     }
 
     #[test]

@@ -467,7 +467,7 @@ impl Store {
             return Ok(());
         }
         let p = self.current_partition()?;
-        let encoded = self.encode(fragments)?;
+        let encoded = self.encode_in(p, fragments)?;
         let spans = self.cf(&cf::spans(p))?;
         let index_cf = self.cf(&cf::index(p))?;
         let mut batch = WriteBatch::default();
@@ -483,7 +483,7 @@ impl Store {
         // Catalog entries not yet known are taken into the cache now (so a
         // key over its value cap stays over it within the batch) and put
         // back out if the write fails.
-        let new_catalog: Vec<Vec<u8>> = {
+        let mut new_catalog: Vec<Vec<u8>> = {
             let mut cat = self.catalog.lock().expect("catalog lock");
             let known = cat.entry(p).or_default();
             encoded
@@ -492,6 +492,9 @@ impl Store {
                 .filter(|k| known.insert(k))
                 .collect()
         };
+        // Few are new once a partition has been written for a while: sorted
+        // (for the batch's key order) only now.
+        new_catalog.sort_unstable();
         for k in &new_catalog {
             batch.put_cf(&index_cf, k, []);
         }
@@ -513,6 +516,20 @@ impl Store {
     /// entries. Public for the reference benchmark, which writes the same
     /// bytes with a plain RocksDB loop.
     pub fn encode(&self, fragments: &[Fragment]) -> Result<EncodedWrite> {
+        let p = self.current_partition()?;
+        self.encode_in(p, fragments)
+    }
+
+    /// [`Store::encode`] for a write into partition `p`.
+    fn encode_in(&self, p: u64, fragments: &[Fragment]) -> Result<EncodedWrite> {
+        // Attribute keys whose catalog values are full in `p`.
+        let full = self
+            .catalog
+            .lock()
+            .expect("catalog lock")
+            .get(&p)
+            .map(PartitionCatalog::full_keys)
+            .unwrap_or_default();
         let mut by_trace: FxHashMap<TraceId, Vec<&Fragment>> = FxHashMap::default();
         for f in fragments {
             by_trace.entry(f.trace_id()).or_default().push(f);
@@ -543,6 +560,7 @@ impl Store {
                 })
             },
             &mut || self.seq.fetch_add(1, Ordering::Relaxed),
+            &full,
         );
         if let Some(e) = read_error {
             return Err(e);

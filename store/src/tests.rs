@@ -148,6 +148,54 @@ fn catalog_survives_restart() {
 }
 
 #[test]
+fn a_full_key_takes_no_more_catalog_values_and_stays_searchable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Arc::new(ManualClock::new(T0)));
+    let max = catalog::MAX_VALUES_PER_KEY;
+    // Writes of 50 spans, each with a new request.id: once the key's values
+    // are full, later writes do not offer theirs at all.
+    let n = max + 100;
+    for w in 0..n / 50 {
+        let batch: Vec<Fragment> = (0..50)
+            .map(|i| {
+                let v = w * 50 + i;
+                let mut s = timed(
+                    1 + (v % 200) as u8,
+                    1 + (v / 200) as u8,
+                    None,
+                    "api",
+                    T0 + v as u64,
+                    10,
+                );
+                s.attributes = vec![KeyValue::string("request.id", format!("r{v}"))];
+                if v >= max {
+                    s.attributes
+                        .push(KeyValue::string("region", format!("eu-{}", v % 3)));
+                }
+                Fragment::Span(s)
+            })
+            .collect();
+        store.write(&batch).unwrap();
+    }
+    let values = store.attribute_values("request.id", 10 * max).unwrap();
+    assert_eq!(values.len(), max);
+    // The first values came in; none of the later ones.
+    assert!(values.contains(&"r0".to_string()));
+    assert!(!values.contains(&format!("r{}", n - 1)));
+    // Another key still gets its values.
+    assert_eq!(
+        store.attribute_values("region", 10).unwrap(),
+        ["eu-0", "eu-1", "eu-2"]
+    );
+    // And the late values are searchable all the same.
+    let mut q = query(T0, T0 + n as u64);
+    q.attributes = vec![("request.id".into(), format!("r{}", n - 1))];
+    let hits = store.search(&q).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].span_start_us, T0 + (n - 1) as u64);
+}
+
+#[test]
 fn foreign_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
