@@ -515,10 +515,10 @@ mod tests {
         lists.into_iter().next().unwrap()
     }
 
-    #[test]
-    fn a_pair_repeated_within_a_span_or_side_lists_its_member_once() {
-        let pair = || KeyValue::string("k", "v");
-        let span = |id: u8, repeated: bool| Span {
+    /// A server span of service `api` in trace `[1; 16]`, starting `id`
+    /// microseconds after the first millisecond.
+    fn server_span(id: u8, attributes: Vec<KeyValue>) -> Span {
+        Span {
             trace_id: TraceId([1; 16]),
             span_id: SpanId([id; 8]),
             parent_span_id: None,
@@ -529,20 +529,29 @@ mod tests {
             end_ns: 2_000_000,
             status: StatusCode::Unset,
             status_message: Default::default(),
-            attributes: vec![pair(), pair()],
-            resource: if repeated { vec![pair()] } else { vec![] },
+            attributes,
+            resource: vec![],
             scope: None,
-            events: if repeated {
-                vec![crate::model::Event {
+            events: vec![],
+            links: vec![],
+            protocol: crate::model::Protocol::OtlpGrpc,
+        }
+    }
+
+    #[test]
+    fn a_pair_repeated_within_a_span_or_side_lists_its_member_once() {
+        let pair = || KeyValue::string("k", "v");
+        let span = |id: u8, repeated: bool| {
+            let mut s = server_span(id, vec![pair(), pair()]);
+            if repeated {
+                s.resource = vec![pair()];
+                s.events = vec![crate::model::Event {
                     time_ns: 1_500_000,
                     name: "e".into(),
                     attributes: vec![pair()],
-                }]
-            } else {
-                vec![]
-            },
-            links: vec![],
-            protocol: crate::model::Protocol::OtlpGrpc,
+                }];
+            }
+            s
         };
         // A phosphor client side whose two annotations both carry `a=b`.
         let ann = |kind: AnnotationType, ts: i64| Annotation {
@@ -583,26 +592,14 @@ mod tests {
 
     #[test]
     fn a_key_whose_catalog_values_are_full_offers_no_more_but_is_indexed() {
-        let span = |id: u8| Span {
-            trace_id: TraceId([1; 16]),
-            span_id: SpanId([id; 8]),
-            parent_span_id: None,
-            name: "op".into(),
-            kind: SpanKind::Server,
-            service: "api".into(),
-            start_ns: 1_000_000 + u64::from(id) * 1_000,
-            end_ns: 2_000_000,
-            status: StatusCode::Unset,
-            status_message: Default::default(),
-            attributes: vec![
-                KeyValue::string("request.id", format!("r{id}")),
-                KeyValue::string("region", "eu"),
-            ],
-            resource: vec![],
-            scope: None,
-            events: vec![],
-            links: vec![],
-            protocol: crate::model::Protocol::OtlpGrpc,
+        let span = |id: u8| {
+            server_span(
+                id,
+                vec![
+                    KeyValue::string("request.id", format!("r{id}")),
+                    KeyValue::string("region", "eu"),
+                ],
+            )
         };
         let frags: Vec<Fragment> = (1..=3).map(|i| Fragment::Span(span(i))).collect();
         let value = |k: &str, v: &str| keys::index_key(keys::CATALOG_ATTR_VALUE, &[k, v], &[]);
