@@ -93,8 +93,8 @@ fn main() {
     );
 }
 
-/// The trace's JSON as the server writes it, its buffers given back to the
-/// pool as once sent; its length.
+/// Writes the trace's JSON as the server does and gives its buffers back
+/// to the pool, as the server does once they are sent; returns its length.
 fn json(t: &phosphor_query::assemble::Trace) -> usize {
     let parts = trace_json_parts(t, false);
     let len = parts.iter().map(Vec::len).sum();

@@ -471,12 +471,18 @@ const LARGE_TRACE_SPANS: usize = 500;
 const SPAN_JSON_BYTES: usize = 1_200;
 
 fn write_trace_json(t: &Trace, pinned: bool, parallel: bool) -> Vec<u8> {
-    let mut parts = write_trace_json_parts(t, pinned, parallel).into_iter();
-    let mut out = parts.next().unwrap_or_default();
+    let parts = write_trace_json_parts(t, pinned, parallel);
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    append_parts(&mut out, parts);
+    out
+}
+
+/// Appends the parts to `out`, and gives their buffers back to the pool.
+fn append_parts(out: &mut Vec<u8>, parts: Vec<Vec<u8>>) {
     for p in parts {
         out.extend_from_slice(&p);
+        crate::buffers::ANSWERS.give_back(p);
     }
-    out
 }
 
 fn write_trace_json_parts(t: &Trace, pinned: bool, parallel: bool) -> Vec<Vec<u8>> {
@@ -595,10 +601,12 @@ async fn get_traces(State(q): State<QueryService>, p: Pairs) -> Result<Response,
     let mut missing = Vec::new();
     let mut first = true;
     for id in ids {
-        let json = match q.fetch_trace(&id, tp.options).await {
-            Ok(f) if tp.otlp => serde_json::to_vec(&crate::otlp_json::trace(&f.trace))
-                .expect("a JSON value serializes"),
-            Ok(f) => trace_json_bytes(&f.trace, f.pinned),
+        let parts = match q.fetch_trace(&id, tp.options).await {
+            Ok(f) if tp.otlp => vec![
+                serde_json::to_vec(&crate::otlp_json::trace(&f.trace))
+                    .expect("a JSON value serializes"),
+            ],
+            Ok(f) => trace_json_parts(&f.trace, f.pinned),
             Err(Error::TraceNotFound(_)) => {
                 missing.push(id);
                 continue;
@@ -609,7 +617,7 @@ async fn get_traces(State(q): State<QueryService>, p: Pairs) -> Result<Response,
             body.push(b',');
         }
         first = false;
-        body.extend_from_slice(&json);
+        append_parts(&mut body, parts);
     }
     body.extend_from_slice(b"],\"missing\":");
     serde_json::to_writer(&mut body, &missing).expect("strings serialize");
@@ -845,6 +853,24 @@ mod tests {
             assert!(!head.contains("transfer-encoding"), "{head}");
             assert!(body == expected.as_slice(), "the body is the trace's JSON");
         }
+        // Several at once: each trace's parts, written into the answer.
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /api/v1/traces?ids={id},{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).await.unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let mut want = b"{\"data\":[".to_vec();
+        want.extend_from_slice(&expected);
+        want.push(b',');
+        want.extend_from_slice(&expected);
+        want.extend_from_slice(b"],\"missing\":[]}");
+        assert!(
+            raw[split + 4..] == want[..],
+            "both traces, as the single route has them"
+        );
     }
 
     #[test]
