@@ -306,9 +306,12 @@ fn time_unit(fragments: &[&Fragment]) -> i64 {
 /// Appends the version 2 record of `fragments` (one trace's) to `out`.
 pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> {
     let trace = fragments.first().map_or(TraceId([0; 16]), |f| f.trace_id());
+    // Room for a few distinct strings a fragment up front: the table
+    // otherwise grows (and rehashes) five or six times a record.
+    let room = (fragments.len() * 6).min(4_096);
     let mut enc = Encoder {
-        strings: FxHashMap::default(),
-        string_list: Vec::new(),
+        strings: FxHashMap::with_capacity_and_hasher(room, Default::default()),
+        string_list: Vec::with_capacity(room),
         resources: FxHashMap::default(),
         body: Vec::with_capacity(fragments.len() * 160),
         ids: Vec::with_capacity(fragments.len() * 8),
