@@ -92,7 +92,10 @@ fn emit_blocks(
         ));
         // Terms and catalog entries are built in one reused buffer and
         // copied only the first time they are seen.
-        let mut terms: FxHashMap<Vec<u8>, Members> = FxHashMap::default();
+        // Room for a few terms a member up front (most values are new in
+        // their block): the map otherwise grows a dozen times a block.
+        let mut terms: FxHashMap<Vec<u8>, Members> =
+            FxHashMap::with_capacity_and_hasher(members.len() * 4, Default::default());
         // Adds member `i` to a term's list (once, however often the member
         // carries it); true when the term is new to the block, so that the
         // catalog entries that go with it are noted once a block, not once
