@@ -537,18 +537,17 @@ fn write_trace_json_parts(t: &Trace, pinned: bool, parallel: bool) -> Vec<Vec<u8
 /// length (so `Content-Length` is set as for one buffer).
 struct Parts {
     parts: std::collections::VecDeque<bytes::Bytes>,
-    left: u64,
 }
 
 impl Parts {
     /// Parts of pooled buffers: each goes back to the pool once sent.
     fn pooled(parts: Vec<Vec<u8>>) -> Parts {
-        let parts: std::collections::VecDeque<bytes::Bytes> = parts
-            .into_iter()
-            .map(|p| crate::buffers::ANSWERS.into_bytes(p))
-            .collect();
-        let left = parts.iter().map(|p| p.len() as u64).sum();
-        Parts { parts, left }
+        Parts {
+            parts: parts
+                .into_iter()
+                .map(|p| crate::buffers::ANSWERS.into_bytes(p))
+                .collect(),
+        }
     }
 }
 
@@ -561,9 +560,6 @@ impl http_body::Body for Parts {
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
         let next = self.parts.pop_front();
-        if let Some(p) = &next {
-            self.left -= p.len() as u64;
-        }
         std::task::Poll::Ready(next.map(|p| Ok(http_body::Frame::data(p))))
     }
 
@@ -572,7 +568,8 @@ impl http_body::Body for Parts {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.left)
+        // What is left to send: at most a few parts.
+        http_body::SizeHint::with_exact(self.parts.iter().map(|p| p.len() as u64).sum())
     }
 }
 

@@ -26,9 +26,9 @@ fn main() {
         it.seek_to_first();
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             let mut kind = format!("{:#04x}", k[0]);
-            if k[0] == keys::IDX_ATTRIBUTE && k.len() > 3 {
-                let len = usize::from(u16::from_be_bytes([k[1], k[2]]));
-                let key = String::from_utf8_lossy(&k[3..(3 + len).min(k.len())]).into_owned();
+            let term = &k[..k.len().saturating_sub(keys::SUFFIX_LEN)];
+            if let Some([key, _]) = keys::decode_fields::<2>(term, keys::IDX_ATTRIBUTE) {
+                let key = key.to_string();
                 let one = decode_members(v).is_some_and(|m| m.len() == 1);
                 kind = format!("{kind} ({})", if one { "one member" } else { "more" });
                 let e = attributes.entry(key).or_default();

@@ -431,9 +431,14 @@ impl Store {
             .collect()
     }
 
+    /// The partition that writes go to now.
+    fn partition_now(&self) -> u64 {
+        self.clock.now_us() / self.partition_width_us()
+    }
+
     /// The partition that writes go to now, created if needed.
     fn current_partition(&self) -> Result<u64> {
-        let p = self.clock.now_us() / self.partition_width_us();
+        let p = self.partition_now();
         if self
             .partitions
             .read()
@@ -516,8 +521,8 @@ impl Store {
     /// entries. Public for the reference benchmark, which writes the same
     /// bytes with a plain RocksDB loop.
     pub fn encode(&self, fragments: &[Fragment]) -> Result<EncodedWrite> {
-        let p = self.current_partition()?;
-        self.encode_in(p, fragments)
+        // The partition a write now would go to (not created here).
+        self.encode_in(self.partition_now(), fragments)
     }
 
     /// [`Store::encode`] for a write into partition `p`.
