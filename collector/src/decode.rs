@@ -8,6 +8,15 @@ use phosphor_store::model::{
     SpanKind, StatusCode, Text, TraceId, Value,
 };
 
+/// Longest span or event name kept.
+pub(crate) const MAX_NAME_BYTES: usize = 1024;
+/// Longest attribute key kept.
+pub(crate) const MAX_KEY_BYTES: usize = 256;
+/// What a value nested deeper than [`MAX_NESTING`] levels is kept as.
+pub(crate) const TOO_DEEP: &str = "…[nested too deep]";
+/// Deepest nesting of arrays and maps kept as they are.
+pub(crate) const MAX_NESTING: usize = 4;
+
 /// Limits applied while decoding.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -37,7 +46,7 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    fn reject(&mut self, why: String) {
+    pub(crate) fn reject(&mut self, why: String) {
         self.rejected += 1;
         if self.first_error.is_none() {
             self.first_error = Some(why);
@@ -65,7 +74,7 @@ fn cut(mut s: String, max: usize) -> String {
 }
 
 /// [`cut`], from a borrowed string into a `Text` (inline when short).
-fn cut_text(s: &str, max: usize) -> Text {
+pub(crate) fn cut_text(s: &str, max: usize) -> Text {
     match cut_point(s, max) {
         Some(end) => {
             let mut t = Text::from(&s[..end]);
@@ -93,7 +102,7 @@ fn value(v: Option<AnyValue>, limits: &Limits, depth: usize) -> Value {
             Value::Bytes(b)
         }
         // Nested values deeper than a few levels are flattened to text.
-        _ if depth > 4 => Value::Str("…[nested too deep]".into()),
+        _ if depth > MAX_NESTING => Value::Str(TOO_DEEP.into()),
         V::ArrayValue(a) => Value::Array(
             a.values
                 .into_iter()
@@ -112,75 +121,105 @@ fn attributes(kvs: Vec<OtlpKeyValue>, limits: &Limits, depth: usize) -> Vec<KeyV
     kvs.into_iter()
         .take(limits.max_attributes)
         .map(|kv| KeyValue {
-            key: cut(kv.key, 256).into(),
+            key: cut(kv.key, MAX_KEY_BYTES).into(),
             value: value(kv.value, limits, depth),
         })
         .collect()
 }
 
-/// Decodes an OTLP export request. Spans with invalid IDs are rejected
-/// one by one; the rest are kept.
+/// Splits a resource's attributes into its service (the first string
+/// `service.name`, `unknown_service` when there is none or it is empty) and
+/// the rest, as every span of the resource keeps them.
+pub(crate) fn split_service(attrs: Vec<KeyValue>) -> (Text, Vec<KeyValue>) {
+    let mut service = None;
+    let mut resource = Vec::with_capacity(attrs.len());
+    for kv in attrs {
+        match (&*kv.key, &kv.value) {
+            ("service.name", Value::Str(s)) if service.is_none() => service = Some(s.clone()),
+            _ => resource.push(kv),
+        }
+    }
+    let service = service
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown_service".into());
+    (service, resource)
+}
+
+/// An instrumentation scope as spans keep it: its name, and its version
+/// after a space; `None` without a name.
+pub(crate) fn scope_label(name: &str, version: &str) -> Option<String> {
+    match (name, version) {
+        ("", _) => None,
+        (name, "") => Some(name.to_owned()),
+        (name, version) => Some(format!("{name} {version}")),
+    }
+}
+
+/// A span's IDs, checked: why the span is rejected when one is invalid.
+pub(crate) fn span_ids(
+    name: &str,
+    trace_id: &[u8],
+    span_id: &[u8],
+    parent_span_id: &[u8],
+) -> Result<(TraceId, SpanId, Option<SpanId>), String> {
+    let trace = TraceId::from_slice(trace_id).ok_or_else(|| {
+        format!(
+            "span {name:?}: trace_id must be 16 bytes and not all zero (got {} bytes)",
+            trace_id.len()
+        )
+    })?;
+    let span = SpanId::from_slice(span_id).ok_or_else(|| {
+        format!(
+            "span {name:?}: span_id must be 8 bytes and not all zero (got {} bytes)",
+            span_id.len()
+        )
+    })?;
+    let parent = if parent_span_id.is_empty() {
+        None
+    } else {
+        Some(
+            SpanId::from_slice(parent_span_id)
+                .ok_or_else(|| format!("span {name:?}: parent_span_id must be empty or 8 bytes"))?,
+        )
+    };
+    Ok((trace, span, parent))
+}
+
+/// OTLP's status code as the model keeps it.
+pub(crate) fn status_code(code: i32) -> StatusCode {
+    match code {
+        1 => StatusCode::Ok,
+        2 => StatusCode::Error,
+        _ => StatusCode::Unset,
+    }
+}
+
+/// Decodes an OTLP export request already parsed into prost's messages
+/// (OTLP/JSON bodies and uploads; protobuf bodies are read in place by
+/// [`crate::otlp_proto`], which keeps exactly the same). Spans with
+/// invalid IDs are rejected one by one; the rest are kept.
 pub fn otlp(req: ExportTraceServiceRequest, protocol: Protocol, limits: &Limits) -> Decoded {
     let mut out = Decoded::default();
     for rs in req.resource_spans {
         let resource_attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
-        let mut service = None;
-        let mut resource = Vec::new();
-        for kv in attributes(resource_attrs, limits, 0) {
-            match (&*kv.key, &kv.value) {
-                ("service.name", Value::Str(s)) if service.is_none() => service = Some(s.clone()),
-                _ => resource.push(kv),
-            }
-        }
-        let service = service
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown_service".into());
+        let (service, resource) = split_service(attributes(resource_attrs, limits, 0));
         for ss in rs.scope_spans {
-            let scope = ss.scope.as_ref().filter(|s| !s.name.is_empty()).map(|s| {
-                if s.version.is_empty() {
-                    s.name.clone()
-                } else {
-                    format!("{} {}", s.name, s.version)
-                }
-            });
+            let scope = ss
+                .scope
+                .as_ref()
+                .and_then(|s| scope_label(&s.name, &s.version));
             for s in ss.spans {
-                let Some(trace_id) = TraceId::from_slice(&s.trace_id) else {
-                    out.reject(format!(
-                        "span {:?}: trace_id must be 16 bytes and not all zero (got {} bytes)",
-                        s.name,
-                        s.trace_id.len()
-                    ));
-                    continue;
-                };
-                let Some(span_id) = SpanId::from_slice(&s.span_id) else {
-                    out.reject(format!(
-                        "span {:?}: span_id must be 8 bytes and not all zero (got {} bytes)",
-                        s.name,
-                        s.span_id.len()
-                    ));
-                    continue;
-                };
-                let parent_span_id = if s.parent_span_id.is_empty() {
-                    None
-                } else {
-                    match SpanId::from_slice(&s.parent_span_id) {
-                        Some(p) => Some(p),
-                        None => {
-                            out.reject(format!(
-                                "span {:?}: parent_span_id must be empty or 8 bytes",
-                                s.name
-                            ));
+                let (trace_id, span_id, parent_span_id) =
+                    match span_ids(&s.name, &s.trace_id, &s.span_id, &s.parent_span_id) {
+                        Ok(ids) => ids,
+                        Err(why) => {
+                            out.reject(why);
                             continue;
                         }
-                    }
-                };
+                    };
                 let (status, status_message) = match s.status {
                     Some(st) => (
-                        match st.code {
-                            1 => StatusCode::Ok,
-                            2 => StatusCode::Error,
-                            _ => StatusCode::Unset,
-                        },
+                        status_code(st.code),
                         cut(st.message, limits.max_value_bytes),
                     ),
                     None => (StatusCode::Unset, String::new()),
@@ -189,7 +228,7 @@ pub fn otlp(req: ExportTraceServiceRequest, protocol: Protocol, limits: &Limits)
                     trace_id,
                     span_id,
                     parent_span_id,
-                    name: cut(s.name, 1024).into(),
+                    name: cut(s.name, MAX_NAME_BYTES).into(),
                     kind: SpanKind::from_otlp(s.kind),
                     service: service.clone(),
                     start_ns: s.start_time_unix_nano,
@@ -204,7 +243,7 @@ pub fn otlp(req: ExportTraceServiceRequest, protocol: Protocol, limits: &Limits)
                         .into_iter()
                         .map(|e| Event {
                             time_ns: e.time_unix_nano,
-                            name: cut(e.name, 1024).into(),
+                            name: cut(e.name, MAX_NAME_BYTES).into(),
                             attributes: attributes(e.attributes, limits, 0),
                         })
                         .collect(),

@@ -13,6 +13,7 @@
 pub mod decode;
 pub mod metrics;
 pub mod otlp;
+pub mod otlp_proto;
 pub mod pipeline;
 pub mod udp;
 pub mod upload;

@@ -14,19 +14,24 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Buf;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use phosphor_proto::phosphor::RpcStatus;
 use phosphor_store::model::Protocol;
 use prost::Message;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::{NamedService, UnaryService};
 
 use crate::decode::{self, Limits};
 use crate::metrics::Metrics;
+use crate::otlp_proto;
 use crate::pipeline::{Ingest, Refusal};
 
 /// Seconds a refused client is asked to wait before retrying.
@@ -37,6 +42,17 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 pub enum ExportError {
     /// Retry later: queue full, shutting down, or the store failed.
     Unavailable(String),
+    /// The body is not an export request; nothing of it was taken.
+    Invalid(String),
+}
+
+/// An export request as it arrived.
+#[derive(Debug)]
+pub enum ExportRequest {
+    /// Protobuf bytes (OTLP/gRPC, OTLP/HTTP protobuf), read in place.
+    Protobuf(Bytes),
+    /// An OTLP/JSON body, already parsed.
+    Json(ExportTraceServiceRequest),
 }
 
 /// The OTLP receiver shared by the gRPC and HTTP transports.
@@ -58,16 +74,21 @@ impl OtlpReceiver {
         }
     }
 
-    /// Decodes and stores one export request.
+    /// Decodes (off the async runtime) and stores one export request.
     pub async fn export(
         &self,
-        req: ExportTraceServiceRequest,
+        req: ExportRequest,
         protocol: Protocol,
     ) -> Result<ExportTraceServiceResponse, ExportError> {
         let limits = self.limits.clone();
-        let decoded = tokio::task::spawn_blocking(move || decode::otlp(req, protocol, &limits))
-            .await
-            .map_err(|e| ExportError::Unavailable(format!("decode task failed: {e}")))?;
+        let decoded = tokio::task::spawn_blocking(move || match req {
+            ExportRequest::Protobuf(body) => otlp_proto::otlp(&body, protocol, &limits)
+                .map_err(|e| format!("invalid OTLP protobuf body: {e}")),
+            ExportRequest::Json(req) => Ok(decode::otlp(req, protocol, &limits)),
+        })
+        .await
+        .map_err(|e| ExportError::Unavailable(format!("decode task failed: {e}")))?
+        .map_err(ExportError::Invalid)?;
         let metrics = self.ingest.metrics();
         let label = Metrics::label(protocol);
         metrics
@@ -100,12 +121,8 @@ impl OtlpReceiver {
     }
 
     /// The gRPC service, accepting gzip.
-    pub fn grpc_service(self) -> TraceServiceServer<OtlpReceiver> {
-        let max = self.max_request_bytes;
-        TraceServiceServer::new(self)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(max)
+    pub fn grpc_service(self) -> GrpcTraceService {
+        GrpcTraceService { receiver: self }
     }
 
     /// The OTLP/HTTP routes (`POST /v1/traces`).
@@ -120,16 +137,110 @@ impl OtlpReceiver {
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for OtlpReceiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        match OtlpReceiver::export(self, request.into_inner(), Protocol::OtlpGrpc).await {
-            Ok(resp) => Ok(tonic::Response::new(resp)),
-            Err(ExportError::Unavailable(msg)) => Err(tonic::Status::unavailable(msg)),
+/// gRPC path of the one method served.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// OTLP/gRPC's `TraceService`: tonic's unary handling (framing,
+/// compression, the size limit, status codes) around a codec that hands
+/// the request over as bytes, so that it is read in place
+/// ([`otlp_proto`]) off the async runtime rather than built into prost's
+/// messages on it.
+#[derive(Debug, Clone)]
+pub struct GrpcTraceService {
+    receiver: OtlpReceiver,
+}
+
+impl NamedService for GrpcTraceService {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+
+impl<B> tower::Service<axum::http::Request<B>> for GrpcTraceService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync + 'static>> + Send + 'static,
+{
+    type Response = axum::http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        if req.uri().path() != EXPORT_PATH {
+            return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
         }
+        let export = Export(self.receiver.clone());
+        let max = self.receiver.max_request_bytes;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max);
+            Ok(grpc.unary(export, req).await)
+        })
+    }
+}
+
+/// The export method, for tonic's unary handling.
+struct Export(OtlpReceiver);
+
+impl UnaryService<Bytes> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<tonic::Response<ExportTraceServiceResponse>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let receiver = self.0.clone();
+        Box::pin(async move {
+            let body = ExportRequest::Protobuf(request.into_inner());
+            match receiver.export(body, Protocol::OtlpGrpc).await {
+                Ok(resp) => Ok(tonic::Response::new(resp)),
+                Err(ExportError::Unavailable(msg)) => Err(tonic::Status::unavailable(msg)),
+                Err(ExportError::Invalid(msg)) => Err(tonic::Status::invalid_argument(msg)),
+            }
+        })
+    }
+}
+
+/// Takes a request message as its bytes, and writes the answer with prost.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Self::Item, buf: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        item.encode(buf)
+            .map_err(|e| tonic::Status::internal(format!("answer not encoded: {e}")))
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Self::Error> {
+        let n = buf.remaining();
+        Ok(Some(buf.copy_to_bytes(n)))
     }
 }
 
@@ -259,8 +370,8 @@ async fn http_export(
         .unwrap_or("identity")
         .trim()
         .to_ascii_lowercase();
-    let raw: std::borrow::Cow<'_, [u8]> = match encoding.as_str() {
-        "" | "identity" => body.as_ref().into(),
+    let raw: Bytes = match encoding.as_str() {
+        "" | "identity" => body,
         "gzip" => match inflate(&body, receiver.max_request_bytes) {
             Ok(v) => v.into(),
             Err(e) => return bad(e),
@@ -276,17 +387,15 @@ async fn http_export(
         }
     };
     let req = match format {
-        Format::Protobuf => ExportTraceServiceRequest::decode(raw.as_ref())
-            .map_err(|e| format!("invalid OTLP protobuf body: {e}")),
-        Format::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&raw)
-            .map_err(|e| format!("invalid OTLP JSON body: {e}")),
-    };
-    let req = match req {
-        Ok(r) => r,
-        Err(e) => return bad(e),
+        Format::Protobuf => ExportRequest::Protobuf(raw),
+        Format::Json => match serde_json::from_slice::<ExportTraceServiceRequest>(&raw) {
+            Ok(r) => ExportRequest::Json(r),
+            Err(e) => return bad(format!("invalid OTLP JSON body: {e}")),
+        },
     };
     match receiver.export(req, Protocol::OtlpHttp).await {
         Ok(resp) => reply(format, StatusCode::OK, resp),
+        Err(ExportError::Invalid(msg)) => bad(msg),
         Err(ExportError::Unavailable(msg)) => error_reply(
             format,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -368,7 +477,9 @@ mod tests {
         assert!(body["message"].as_str().unwrap().contains("queue is full"));
 
         let req: ExportTraceServiceRequest = serde_json::from_str(&json_body()).unwrap();
-        let err = TraceService::export(&rx, tonic::Request::new(req.clone()))
+        let grpc_body = Bytes::from(req.encode_to_vec());
+        let err = Export(rx.clone())
+            .call(tonic::Request::new(grpc_body.clone()))
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
@@ -398,7 +509,8 @@ mod tests {
         let (status, _, body) = post(&rx).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body, serde_json::json!({}));
-        let resp = TraceService::export(&rx, tonic::Request::new(req))
+        let resp = Export(rx.clone())
+            .call(tonic::Request::new(grpc_body))
             .await
             .unwrap();
         assert_eq!(resp.into_inner().partial_success, None);
