@@ -53,7 +53,7 @@ async fn opentelemetry_python_sdk_over_grpc_and_http() {
         return;
     };
 
-    for (i, expected_protocol) in ["otlp_grpc", "otlp_http"].iter().enumerate() {
+    for (i, expected_protocol) in ["otlp_grpc", "otlp_http", "otlp_grpc"].iter().enumerate() {
         let info = &sent[i];
         let trace_id = info["traceId"].as_str().unwrap();
         let t = s.wait_trace(trace_id, 4).await;

@@ -2,14 +2,16 @@
 
 Usage: otel_sdk.py GRPC_ENDPOINT HTTP_ENDPOINT
 
-For each exporter (OTLP/gRPC, then OTLP/HTTP protobuf with gzip) it sends one
-trace: a SERVER root with attributes and an event, two children (one with an
-error status and a recorded exception) and a grandchild. It prints one JSON
-line describing what it sent, for the test to compare with what phosphor
-stores.
+For each exporter (OTLP/gRPC, OTLP/HTTP protobuf with gzip, then OTLP/gRPC
+with gzip) it sends one trace: a SERVER root with attributes and an event,
+two children (one with an error status and a recorded exception) and a
+grandchild. It prints one JSON line describing what it sent, for the test
+to compare with what phosphor stores.
 """
 import json
 import sys
+
+import grpc
 
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcExporter,
@@ -56,6 +58,10 @@ def main():
         send(
             HttpExporter(endpoint=http_endpoint + "/v1/traces", compression=Compression.Gzip),
             "py-http",
+        ),
+        send(
+            GrpcExporter(endpoint=grpc_endpoint, insecure=True, compression=grpc.Compression.Gzip),
+            "py-grpc-gzip",
         ),
     ]
     print(json.dumps(sent))
