@@ -1,7 +1,9 @@
 //! What a store's index holds, by kind of key: keys, key bytes and value
 //! bytes (before compression), and for attribute terms, how many list one
-//! member of their block only. Reads a data directory read-only (a running
-//! server may keep it open).
+//! member of their block only; then what each kind of column family takes
+//! on disk, from RocksDB's table properties: data blocks (and how many were
+//! stored uncompressed, compression saving too little), index and filters.
+//! Reads a data directory read-only (a running server may keep it open).
 //!
 //! `cargo build --release --workspace --example index_mix`, then
 //! `target/release/examples/index_mix <data dir>`
@@ -55,5 +57,53 @@ fn main() {
     );
     for (k, (n, one)) in &attributes {
         println!("{k:32} {n:>12} {one:>12}");
+    }
+
+    // Table properties, summed over the partitions of each kind.
+    const FIELDS: [(&str, &str); 7] = [
+        ("entries", "# entries"),
+        ("data blocks", "# data blocks"),
+        ("stored raw", "# data blocks compression rejected"),
+        ("raw bytes", ""),
+        ("data bytes", "data block size"),
+        ("index bytes", "index block size"),
+        ("filter bytes", "filter block size"),
+    ];
+    let mut disk: BTreeMap<&str, [u64; 7]> = BTreeMap::new();
+    for name in &names {
+        let kind = name.split('-').next().unwrap_or(name);
+        let cf = db.cf_handle(name).expect("listed");
+        let Ok(Some(props)) = db.property_value_cf(&cf, "rocksdb.aggregated-table-properties")
+        else {
+            continue;
+        };
+        let value = |field: &str| -> u64 {
+            props
+                .split("; ")
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| *k == field || k.starts_with(&format!("{field} (")))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let row = disk.entry(kind).or_default();
+        for (i, (_, field)) in FIELDS.iter().enumerate() {
+            row[i] += if field.is_empty() {
+                value("raw key size") + value("raw value size")
+            } else {
+                value(field)
+            };
+        }
+    }
+    print!("\n{:8}", "on disk");
+    for (label, _) in FIELDS {
+        print!(" {label:>14}");
+    }
+    println!();
+    for (kind, row) in &disk {
+        print!("{kind:8}");
+        for v in row {
+            print!(" {v:>14}");
+        }
+        println!();
     }
 }
