@@ -601,7 +601,11 @@ async fn garbage_on_every_receiver_is_counted_and_disturbs_nothing() {
 
     // gRPC: bytes that are not an ExportTraceServiceRequest.
     let status = raw_grpc(s.grpc, vec![0xff; 16]).await;
-    assert_ne!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("invalid OTLP protobuf body: "),
+        "{status:?}"
+    );
 
     // OTLP/HTTP: each answered with a 4xx that says what is wrong.
     // content type, content encoding, body, expected status, expected message
