@@ -459,6 +459,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_grpc_service_answers_only_its_export_method() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let (ingest, writer) =
+            pipeline::start(store, PipelineConfig::default(), Metrics::default());
+        let svc = OtlpReceiver::new(ingest.clone(), Limits::default(), 1 << 20).grpc_service();
+        assert_eq!(
+            <GrpcTraceService as NamedService>::NAME,
+            "opentelemetry.proto.collector.trace.v1.TraceService"
+        );
+        let call = |path: &str| {
+            svc.clone().oneshot(
+                Request::post(path)
+                    .header("content-type", "application/grpc")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+        };
+        let other = call("/opentelemetry.proto.collector.trace.v1.TraceService/Other")
+            .await
+            .unwrap();
+        assert_eq!(other.headers()["grpc-status"], "12", "UNIMPLEMENTED");
+        // The export method with no message at all: tonic's own answer.
+        let empty = call(EXPORT_PATH).await.unwrap();
+        let code = empty
+            .headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_ne!(code.as_deref(), Some("12"), "{empty:?}");
+        ingest.close();
+        writer.join();
+    }
+
+    #[tokio::test]
     async fn a_full_queue_is_a_retryable_refusal_on_both_transports() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
