@@ -350,7 +350,7 @@ pub fn datagram(buf: &[u8], limits: &Limits) -> Result<DatagramResult, wire::Dat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{fixture, spans};
+    use crate::test_support::{fixture, fixtures, spans};
     use prost::Message;
 
     #[test]
@@ -376,14 +376,8 @@ mod tests {
 
     #[test]
     fn every_real_client_otlp_fixture_decodes() {
-        let dir = format!(
-            "{}/../../shared/fixtures/real-clients",
-            env!("CARGO_MANIFEST_DIR")
-        );
         let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            let body = fixture(&name);
+        for (name, body) in fixtures() {
             let req = if name.starts_with("4318-") && name.ends_with(".json") {
                 serde_json::from_slice::<ExportTraceServiceRequest>(&body).unwrap()
             } else if name.starts_with("4318-") || name.starts_with("grpc4317-") {

@@ -549,7 +549,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::test_support::fixture;
+    use crate::test_support::fixtures;
 
     /// Both readers over the same bytes: what prost and the model keep, and
     /// what is read in place, must be the same, rejections included.
@@ -598,14 +598,8 @@ mod tests {
 
     #[test]
     fn every_real_client_capture_reads_as_prost_and_the_model_read_it() {
-        let dir = format!(
-            "{}/../../shared/fixtures/real-clients",
-            env!("CARGO_MANIFEST_DIR")
-        );
         let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            let body = fixture(&name);
+        for (name, body) in fixtures() {
             let body = match name.as_str() {
                 n if n.starts_with("grpc4317-")
                     || (n.starts_with("4318-") && n.ends_with(".bin")) =>
