@@ -1,12 +1,19 @@
 //! OTLP receivers: gRPC (`TraceService/Export`) and HTTP (`POST /v1/traces`,
 //! protobuf or JSON, optionally gzip).
 //!
-//! Both decode into the model and call one function, [`OtlpReceiver::export`]:
-//! invalid spans are rejected one by one (`partial_success`), a full queue
-//! is a retryable refusal (gRPC UNAVAILABLE, HTTP 503 with Retry-After), and
-//! success is answered only once the spans are in the write-ahead log.
+//! Both call one function, [`OtlpReceiver::export`], which decodes off the
+//! async runtime (protobuf read in place by [`otlp_proto`], JSON through
+//! prost's messages) into the model: a body that is not a request is refused
+//! whole (gRPC INVALID_ARGUMENT, HTTP 400), invalid spans are rejected one by
+//! one (`partial_success`), a full queue is a retryable refusal (gRPC
+//! UNAVAILABLE, HTTP 503 with Retry-After), and success is answered only once
+//! the spans are in the write-ahead log.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::io::Read;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,12 +21,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::Buf;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::SERVICE_NAME;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -137,9 +140,6 @@ impl OtlpReceiver {
     }
 }
 
-/// gRPC path of the one method served.
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-
 /// OTLP/gRPC's `TraceService`: tonic's unary handling (framing,
 /// compression, the size limit, status codes) around a codec that hands
 /// the request over as bytes, so that it is read in place
@@ -151,7 +151,14 @@ pub struct GrpcTraceService {
 }
 
 impl NamedService for GrpcTraceService {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+/// Whether a gRPC path is `/<service>/Export`, the one method served.
+fn is_export(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(SERVICE_NAME))
+        == Some("/Export")
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
@@ -170,7 +177,7 @@ where
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
-        if req.uri().path() != EXPORT_PATH {
+        if !is_export(req.uri().path()) {
             return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
         }
         let export = Export(self.receiver.clone());
@@ -482,7 +489,9 @@ mod tests {
             .unwrap();
         assert_eq!(other.headers()["grpc-status"], "12", "UNIMPLEMENTED");
         // The export method with no message at all: tonic's own answer.
-        let empty = call(EXPORT_PATH).await.unwrap();
+        let empty = call("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            .await
+            .unwrap();
         let code = empty
             .headers()
             .get("grpc-status")
