@@ -233,7 +233,13 @@ pub fn otlp(buf: &[u8], protocol: Protocol, limits: &Limits) -> Result<Decoded, 
     Ok(out)
 }
 
-/// How many spans a request holds, valid or not.
+/// Fewest bytes of a span that can be kept: its trace ID and span ID
+/// fields (a key byte, a length byte, then 16 and 8 bytes).
+const MIN_KEPT_SPAN: usize = 28;
+
+/// How many spans of a request are long enough to be kept. (Counting
+/// every span would let a body of empty spans reserve room for hundreds of
+/// bytes a span for every two bytes it sends.)
 fn count_spans(buf: &[u8]) -> Result<usize, ProtoError> {
     let mut n = 0;
     let mut request = Fields::new(buf);
@@ -247,8 +253,8 @@ fn count_spans(buf: &[u8]) -> Result<usize, ProtoError> {
                 continue;
             }
             let mut scope_spans = Fields::new(w.bytes(f)?);
-            while let Some((f, _)) = scope_spans.next()? {
-                n += usize::from(f == 2);
+            while let Some((f, w)) = scope_spans.next()? {
+                n += usize::from(f == 2 && matches!(w, Wire::Len(b) if b.len() >= MIN_KEPT_SPAN));
             }
         }
     }
@@ -913,6 +919,34 @@ mod tests {
             panic!("a span")
         };
         assert_eq!((&*s.service, s.scope.as_deref()), ("svc", Some("lib")));
+    }
+
+    #[test]
+    fn room_is_reserved_only_for_spans_that_could_be_kept() {
+        // A thousand empty spans: two bytes each on the wire, each rejected.
+        let mut ss = Vec::new();
+        for _ in 0..1_000 {
+            len_field(&mut ss, 2, &[]);
+        }
+        let mut rs = Vec::new();
+        len_field(&mut rs, 2, &ss);
+        let mut body = Vec::new();
+        len_field(&mut body, 1, &rs);
+        let d = otlp(&body, Protocol::OtlpGrpc, &Limits::default()).unwrap();
+        assert_eq!((d.fragments.len(), d.rejected), (0, 1_000));
+        assert_eq!(d.fragments.capacity(), 0);
+        // Spans that carry IDs are counted.
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![good_span("a"), good_span("b")],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let d = same_as_prost(&req.encode_to_vec(), &Limits::default());
+        assert_eq!(d.fragments.capacity(), 2);
     }
 
     #[test]
