@@ -834,6 +834,16 @@ mod tests {
         out.extend_from_slice(body);
     }
 
+    /// A request of one resource of one scope whose message body (its
+    /// spans, field 2) is `scope_spans`.
+    fn request_of(scope_spans: &[u8]) -> Vec<u8> {
+        let mut rs = Vec::new();
+        len_field(&mut rs, 2, scope_spans);
+        let mut body = Vec::new();
+        len_field(&mut body, 1, &rs);
+        body
+    }
+
     /// Unknown fields of every wire type, a group among them.
     fn unknown_fields(out: &mut Vec<u8>) {
         key(out, 90, 0);
@@ -928,10 +938,7 @@ mod tests {
         for _ in 0..1_000 {
             len_field(&mut ss, 2, &[]);
         }
-        let mut rs = Vec::new();
-        len_field(&mut rs, 2, &ss);
-        let mut body = Vec::new();
-        len_field(&mut body, 1, &rs);
+        let body = request_of(&ss);
         let d = otlp(&body, Protocol::OtlpGrpc, &Limits::default()).unwrap();
         assert_eq!((d.fragments.len(), d.rejected), (0, 1_000));
         assert_eq!(d.fragments.capacity(), 0);
@@ -990,10 +997,7 @@ mod tests {
         len_field(&mut sp, 5, &[0xc3, 0x28]);
         let mut ss = Vec::new();
         len_field(&mut ss, 2, &sp);
-        let mut rs = Vec::new();
-        len_field(&mut rs, 2, &ss);
-        let mut bad = Vec::new();
-        len_field(&mut bad, 1, &rs);
+        let bad = request_of(&ss);
         assert_eq!(read(&bad), Err(ProtoError::Utf8(5)));
         assert!(ExportTraceServiceRequest::decode(&bad[..]).is_err());
         // Groups nested past the limit.
