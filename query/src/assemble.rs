@@ -725,10 +725,9 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
     for (pos, &i) in order.iter().enumerate() {
         new_index[i] = pos;
     }
-    let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
-    let mut out = Vec::with_capacity(n);
-    for &i in &order {
-        let mut node = slots[i].take().expect("each node once");
+    // Each node learns its place, then the nodes move there in place, one
+    // swap a node at most: a large node is not copied into a second list.
+    for (i, node) in nodes.iter_mut().enumerate() {
         node.parent = parent[i].map(|p| new_index[p]);
         // The list of children, renumbered in place.
         let mut kids = std::mem::take(&mut children[i]);
@@ -737,8 +736,15 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
         }
         node.children = kids;
         node.depth = depth[i];
-        out.push(node);
     }
+    for i in 0..n {
+        while new_index[i] != i {
+            let j = new_index[i];
+            nodes.swap(i, j);
+            new_index.swap(i, j);
+        }
+    }
+    let out = nodes;
 
     let start_ns = out.iter().map(|n| n.start_ns).min().unwrap_or(0);
     let end_ns = out.iter().map(|n| n.end_ns).max().unwrap_or(0);

@@ -929,17 +929,30 @@ const PARALLEL_DECODE_BYTES: usize = 128 * 1024;
 
 /// Decodes records in order: the second half (by bytes) on a second thread
 /// when there is enough to share.
+///
+/// The list is sized once from the records' headers: a large trace's
+/// fragments are big, and a list grown step by step (or the second half
+/// appended to a full first) copies them again.
 fn decode_records(raw: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Fragment>> {
-    let decode = |part: &[(Vec<u8>, Vec<u8>)]| -> Result<Vec<Fragment>> {
-        let mut out = Vec::new();
+    let decode = |part: &[(Vec<u8>, Vec<u8>)], room: usize| -> Result<Vec<Fragment>> {
+        let mut out = Vec::with_capacity(room);
         for (k, v) in part {
             decode_record(k, v, &mut out)?;
         }
         Ok(out)
     };
+    // A guess only: a record too damaged to count fails when decoded.
+    let count = |part: &[(Vec<u8>, Vec<u8>)]| -> usize {
+        part.iter()
+            .filter_map(|(_, v)| match v.split_first() {
+                Some((&record::RECORD_V2, body)) => record::count_v2(body),
+                _ => None,
+            })
+            .sum()
+    };
     let total: usize = raw.iter().map(|(_, v)| v.len()).sum();
     if raw.len() < 2 || total < PARALLEL_DECODE_BYTES {
-        return decode(raw);
+        return decode(raw, count(raw));
     }
     // The first record at which half the bytes have been passed.
     let mut seen = 0;
@@ -952,8 +965,8 @@ fn decode_records(raw: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Fragment>> {
         .map_or(raw.len() / 2, |i| (i + 1).clamp(1, raw.len() - 1));
     let (first, second) = raw.split_at(split);
     std::thread::scope(|s| {
-        let later = s.spawn(|| decode(second));
-        let mut out = decode(first)?;
+        let later = s.spawn(|| decode(second, count(second)));
+        let mut out = decode(first, count(raw))?;
         let later = later.join().expect("record decoding does not panic")?;
         out.reserve_exact(later.len());
         out.extend(later);

@@ -522,6 +522,32 @@ pub fn in_key_order(frags: &[Fragment]) -> Vec<Fragment> {
     out
 }
 
+/// How many fragments a version 2 record body holds, read from its header
+/// (the string table and resources are stepped over, not decoded): to size
+/// a trace's list once. `None` for a body too damaged to say.
+pub fn count_v2(body: &[u8]) -> Option<usize> {
+    let mut d = Decoder {
+        buf: body,
+        strings: Vec::new(),
+    };
+    let header = |d: &mut Decoder<'_>| -> Parse<usize> {
+        d.byte()?;
+        d.array::<16>()?;
+        for _ in 0..d.count("string")? {
+            let n = d.count("string length")?;
+            d.bytes(n)?;
+        }
+        for _ in 0..d.count("resource")? {
+            let n = d.count("resource length")?;
+            d.bytes(n)?;
+        }
+        let n = d.count("ID bytes")?;
+        d.bytes(n)?;
+        d.count("fragment")
+    };
+    header(&mut d).ok()
+}
+
 /// Decodes a version 2 record body (the bytes after the version byte)
 /// onto the end of `out`: a trace's records are read into one list. On an
 /// error, `out` may hold part of the record.
@@ -1031,5 +1057,26 @@ mod tests {
                 .unwrap_err()
                 .contains("past the record's end")
         );
+    }
+
+    #[test]
+    fn the_header_counts_the_fragments_decoding_gives() {
+        let many: Vec<Fragment> = (0..50)
+            .map(|i| Fragment::Span(span(0xab, i + 1, (i > 0).then_some(1), 1_000)))
+            .collect();
+        for frags in [mixed(), many, vec![Fragment::Span(span(1, 1, None, 0))]] {
+            let bytes = encoded(&frags);
+            assert_eq!(count_v2(&bytes[1..]), Some(frags.len()));
+            assert_eq!(decode_v2(&bytes[1..]).unwrap().len(), frags.len());
+        }
+        // A damaged header says nothing, and a count is never more than the
+        // bytes behind it.
+        let bytes = encoded(&mixed());
+        for cut in 1..bytes.len() {
+            if let Some(n) = count_v2(&bytes[1..cut]) {
+                assert!(n <= cut, "cut at {cut}: {n}");
+            }
+        }
+        assert_eq!(count_v2(&[]), None);
     }
 }
