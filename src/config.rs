@@ -69,7 +69,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PHOSPHOR_DEMO")]
     pub demo: bool,
     /// Most spans waiting to be written; beyond it OTLP is refused with a
-    /// retryable error and UDP is dropped (both counted) [default: 50000].
+    /// retryable error and UDP is dropped (both counted) [default: 20000].
     #[arg(long, env = "PHOSPHOR_QUEUE_SPANS", value_name = "N")]
     pub queue_spans: Option<usize>,
     /// Zipkin POST /api/v2/spans (JSON, proto3) and /api/v1/spans (JSON)
@@ -222,7 +222,10 @@ impl Config {
                 .or(file.block_cache_bytes)
                 .unwrap_or(64 << 20),
             demo: args.demo || file.demo.unwrap_or(false),
-            queue_spans: args.queue_spans.or(file.queue_spans).unwrap_or(50_000),
+            queue_spans: args
+                .queue_spans
+                .or(file.queue_spans)
+                .unwrap_or(phosphor_collector::pipeline::DEFAULT_QUEUE_SPANS),
             max_request_bytes: args
                 .max_request_bytes
                 .or(file.max_request_bytes)

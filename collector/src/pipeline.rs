@@ -48,10 +48,18 @@ pub struct PipelineConfig {
     pub writers: usize,
 }
 
+/// Most spans waiting in the queue by default. Batched UDP at full speed
+/// keeps the queue full: with 50,000 the server peaked at 258–267 MiB, with
+/// 20,000 at 229–250 MiB, storing about 5% less (five runs each, two
+/// cores; see BENCHMARKS.md). At 100,000 annotations a second 20,000 still
+/// lost nothing: the UDP receiver waits for room, and the kernel's receive
+/// buffer holds the datagrams meanwhile.
+pub const DEFAULT_QUEUE_SPANS: usize = 20_000;
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            queue_spans: 50_000,
+            queue_spans: DEFAULT_QUEUE_SPANS,
             max_write_spans: 4_096,
             writers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
