@@ -524,7 +524,9 @@ pub fn in_key_order(frags: &[Fragment]) -> Vec<Fragment> {
 
 /// How many fragments a version 2 record body holds, read from its header
 /// (the string table and resources are stepped over, not decoded): to size
-/// a trace's list once. `None` for a body too damaged to say.
+/// a trace's list once. `None` for a body too damaged to say. The layout
+/// is the one [`decode_v2_into`] reads; a test holds the two to the same
+/// count.
 pub fn count_v2(body: &[u8]) -> Option<usize> {
     let mut d = Decoder {
         buf: body,
