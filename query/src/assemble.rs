@@ -721,6 +721,10 @@ fn link_tree(trace_id: TraceId, legacy_id: Option<String>, mut nodes: Vec<Node>)
             stack.push(c);
         }
     }
+    // Every node has at most one parent and, cycles cut, reaches a root:
+    // the walk visits each once, so `new_index` is a permutation (the swaps
+    // below would not end otherwise).
+    assert_eq!(order.len(), n, "the depth-first walk visits every node");
     let mut new_index = vec![0usize; n];
     for (pos, &i) in order.iter().enumerate() {
         new_index[i] = pos;
