@@ -157,6 +157,66 @@ pub fn decode_members(mut v: &[u8]) -> Option<Vec<u32>> {
     Some(out)
 }
 
+const SINGLES_V1: u8 = 1;
+/// Bytes of one entry of a singles bucket: fingerprint (6), member (2).
+const SINGLE_ENTRY: usize = 8;
+const _: () = assert!(MAX_MEMBERS <= 1 << 16, "a member number fits two bytes");
+const _: () = assert!(
+    crate::keys::FINGERPRINT_BITS == 48,
+    "a fingerprint fits six bytes"
+);
+
+/// A bucket of a block's single-member terms: a version byte, then each
+/// term's fingerprint (6 bytes) and member (2 bytes), big-endian, sorted,
+/// so that a fingerprint is found by a binary search of the bytes as they
+/// are read. Sorts `entries` (fingerprint, member).
+pub fn encode_singles(entries: &mut [(u64, u32)]) -> Vec<u8> {
+    entries.sort_unstable();
+    let mut out = Vec::with_capacity(1 + entries.len() * SINGLE_ENTRY);
+    out.push(SINGLES_V1);
+    for &(fp, m) in entries.iter() {
+        out.extend_from_slice(&fp.to_be_bytes()[2..]);
+        out.extend_from_slice(&(m as u16).to_be_bytes());
+    }
+    out
+}
+
+/// The members listed under fingerprint `fp` in a bucket of
+/// [`encode_singles`], ascending (one, nearly always; none when the term
+/// is not in the block); `None` when the value is not such a bucket.
+pub fn singles_members(v: &[u8], fp: u64) -> Option<Vec<u32>> {
+    let (&SINGLES_V1, entries) = v.split_first()? else {
+        return None;
+    };
+    if entries.len() % SINGLE_ENTRY != 0 {
+        return None;
+    }
+    let entry = |i: usize| &entries[i * SINGLE_ENTRY..(i + 1) * SINGLE_ENTRY];
+    let fp_of = |e: &[u8]| {
+        let mut b = [0u8; 8];
+        b[2..].copy_from_slice(&e[..6]);
+        u64::from_be_bytes(b)
+    };
+    let n = entries.len() / SINGLE_ENTRY;
+    // The first entry whose fingerprint is not below `fp`.
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if fp_of(entry(mid)) < fp {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(
+        (lo..n)
+            .map(entry)
+            .take_while(|e| fp_of(e) == fp)
+            .map(|e| u32::from(u16::from_be_bytes([e[6], e[7]])))
+            .collect(),
+    )
+}
+
 /// Members in both ascending lists.
 pub fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
@@ -231,5 +291,42 @@ mod tests {
         assert_eq!(decode_members(&[0x80]), None);
         assert_eq!(intersect(&[1, 3, 5, 9], &[0, 3, 4, 9, 10]), vec![3, 9]);
         assert_eq!(intersect(&[1], &[]), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_singles_bucket_finds_each_fingerprint_and_nothing_else() {
+        // Fingerprints of every width up to 48 bits, one shared by two
+        // members, the largest member number.
+        let mut entries: Vec<(u64, u32)> = vec![
+            (0, 7),
+            ((1 << 48) - 1, 4_095),
+            (0x1234_5678_9abc, 3),
+            (0x1234_5678_9abc, 1),
+            (255, 0),
+            (1 << 40, 12),
+        ];
+        let mut expected = entries.clone();
+        let v = encode_singles(&mut entries);
+        assert_eq!(v.len(), 1 + 8 * expected.len());
+        expected.sort_unstable();
+        for &(fp, _) in &expected {
+            let want: Vec<u32> = expected.iter().filter(|e| e.0 == fp).map(|e| e.1).collect();
+            assert_eq!(singles_members(&v, fp), Some(want), "{fp:#x}");
+        }
+        for absent in [
+            1,
+            254,
+            256,
+            0x1234_5678_9abb,
+            0x1234_5678_9abd,
+            (1 << 48) - 2,
+        ] {
+            assert_eq!(singles_members(&v, absent), Some(vec![]), "{absent:#x}");
+        }
+        assert_eq!(singles_members(&encode_singles(&mut []), 0), Some(vec![]));
+        // Not a bucket: another version, or a cut entry.
+        assert_eq!(singles_members(&[], 0), None);
+        assert_eq!(singles_members(&[2], 0), None);
+        assert_eq!(singles_members(&v[..v.len() - 1], 0), None);
     }
 }

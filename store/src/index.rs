@@ -158,14 +158,32 @@ fn emit_blocks(
                 }
             }
         }
-        w.puts.reserve(terms.len());
+        // An attribute term with one member goes into its bucket; every
+        // other term is a key of its own.
+        let mut singles: Vec<(u8, u64, u32)> = Vec::with_capacity(terms.len());
+        w.puts.reserve(terms.len().min(keys::SINGLE_BUCKETS * 2));
         for (mut term, list) in terms {
-            term.extend_from_slice(&sfx);
             let value = match list {
+                Members::One(m) if term.first() == Some(&keys::IDX_ATTRIBUTE) => {
+                    let (bucket, fp) = keys::single_of(&term);
+                    singles.push((bucket, fp, m));
+                    continue;
+                }
                 Members::One(m) => block::encode_members(&[m]),
                 Members::Many(list) => block::encode_members(&list),
             };
+            term.extend_from_slice(&sfx);
             w.puts.push((term, value));
+        }
+        singles.sort_unstable_by_key(|s| s.0);
+        let mut entries: Vec<(u64, u32)> = Vec::new();
+        for bucket in singles.chunk_by(|a, b| a.0 == b.0) {
+            entries.clear();
+            entries.extend(bucket.iter().map(|&(_, fp, m)| (fp, m)));
+            let mut k = Vec::with_capacity(2 + sfx.len());
+            k.extend_from_slice(&keys::singles_prefix(bucket[0].0));
+            k.extend_from_slice(&sfx);
+            w.puts.push((k, block::encode_singles(&mut entries)));
         }
     }
     w.catalog.extend(catalog);
@@ -505,15 +523,32 @@ pub(crate) fn index_batch(
 mod tests {
     use super::*;
 
-    /// The member list of the attribute term `k=v` in the only block.
+    /// The member list of the attribute term `k=v` in the only block: a
+    /// key of its own, or its bucket's entry where it has one member.
     fn members_of(w: &IndexWrites, k: &str, v: &str) -> Vec<u32> {
         let term = keys::index_key(keys::IDX_ATTRIBUTE, &[k, &keys::term_value(v)], &[]);
-        let lists: Vec<Vec<u32>> = w
-            .puts
-            .iter()
-            .filter(|(key, _)| key.len() == term.len() + keys::SUFFIX_LEN && key.starts_with(&term))
+        let (bucket, fp) = keys::single_of(&term);
+        let bucket = keys::singles_prefix(bucket);
+        fn of<'a>(
+            w: &'a IndexWrites,
+            prefix: &'a [u8],
+        ) -> impl Iterator<Item = &'a (Vec<u8>, Vec<u8>)> {
+            w.puts.iter().filter(move |(key, _)| {
+                key.len() == prefix.len() + keys::SUFFIX_LEN && key.starts_with(prefix)
+            })
+        }
+        let mut lists: Vec<Vec<u32>> = of(w, &term)
             .map(|(_, list)| block::decode_members(list).expect("a member list"))
             .collect();
+        let singles: Vec<Vec<u32>> = of(w, &bucket)
+            .map(|(_, v)| block::singles_members(v, fp).expect("a bucket"))
+            .filter(|m| !m.is_empty())
+            .collect();
+        assert!(
+            singles.iter().all(|m| m.len() == 1),
+            "a bucket lists a term's one member: {k}={v}"
+        );
+        lists.extend(singles);
         assert_eq!(lists.len(), 1, "{k}={v}");
         lists.into_iter().next().unwrap()
     }
@@ -591,6 +626,52 @@ mod tests {
         // Catalog entries, once each.
         let value = keys::index_key(keys::CATALOG_ATTR_VALUE, &["k", "v"], &[]);
         assert_eq!(w.catalog.iter().filter(|c| **c == value).count(), 1);
+    }
+
+    #[test]
+    fn attribute_terms_with_one_member_share_bucket_keys() {
+        // 200 spans in one block: `region` repeats, `request.id` is new in
+        // every span, and the service and operation repeat.
+        let frags: Vec<Fragment> = (0..200u32)
+            .map(|i| {
+                let mut s = server_span(
+                    1,
+                    vec![
+                        KeyValue::string("region", "eu"),
+                        KeyValue::string("request.id", format!("r{i}")),
+                    ],
+                );
+                s.span_id = SpanId([i as u8, (i >> 8) as u8, 0, 0, 0, 0, 0, 1]);
+                s.start_ns = 1_000_000 + u64::from(i) * 1_000;
+                Fragment::Span(s)
+            })
+            .collect();
+        let w = index_batch(
+            &frags,
+            &mut |_| Vec::new(),
+            &mut || 7,
+            &FxHashSet::default(),
+        );
+        let tags = |tag: u8| w.puts.iter().filter(|(k, _)| k[0] == tag).count();
+        // Only the repeated attribute has a key of its own.
+        assert_eq!(tags(keys::IDX_ATTRIBUTE), 1);
+        assert_eq!(members_of(&w, "region", "eu"), (0..200).collect::<Vec<_>>());
+        // 200 single terms over at most 64 keys, each found in its bucket.
+        let buckets = tags(keys::IDX_SINGLES);
+        assert!((30..=keys::SINGLE_BUCKETS).contains(&buckets), "{buckets}");
+        for i in 0..200u32 {
+            assert_eq!(members_of(&w, "request.id", &format!("r{i}")), [i]);
+        }
+        let entries: usize = w
+            .puts
+            .iter()
+            .filter(|(k, _)| k[0] == keys::IDX_SINGLES)
+            .map(|(_, v)| (v.len() - 1) / 8)
+            .sum();
+        assert_eq!(entries, 200);
+        // Service, operation and error terms keep their keys.
+        assert_eq!(tags(keys::IDX_SERVICE), 1);
+        assert_eq!(tags(keys::IDX_SERVICE_OPERATION), 1);
     }
 
     #[test]

@@ -23,6 +23,12 @@ pub const IDX_ATTRIBUTE: u8 = 0x03;
 pub const IDX_ERROR: u8 = 0x04;
 /// `0x05 | operation | suffix`: operation without a service.
 pub const IDX_OPERATION: u8 = 0x05;
+/// `0x06 | bucket (1) | suffix`: a block's attribute terms that list one
+/// member only, by bucket of their hash ([`single_of`]); value
+/// [`crate::block::encode_singles`]. Most attribute values are new in their
+/// block (lengths, ports, targets, message IDs): a key each would be most of
+/// the index's keys and bytes, where a bucket holds dozens of them.
+pub const IDX_SINGLES: u8 = 0x06;
 /// Prefix byte of a service entry in the catalog.
 pub const CATALOG_SERVICE: u8 = 0x10;
 /// Prefix byte of an operation entry in the catalog.
@@ -120,6 +126,32 @@ pub fn attribute_term_into(buf: &mut Vec<u8>, key: &str, value: &str) {
     } else {
         push_str(buf, value);
     }
+}
+
+/// Buckets a block's single-member attribute terms are spread over: a
+/// search for a value reads one bucket a block (1/64 of the block's
+/// singles), and a block writes at most this many keys for them.
+pub const SINGLE_BUCKETS: usize = 64;
+/// Bits of a term's hash kept beside its member in a bucket.
+pub const FINGERPRINT_BITS: u32 = 48;
+
+/// Where an attribute term (as [`attribute_term_into`] builds it) is kept
+/// when it lists one member of its block: its bucket, from the top bits of
+/// a 64-bit hash of the term, and its fingerprint, the hash's low
+/// [`FINGERPRINT_BITS`]. Two terms of one bucket share a fingerprint with
+/// odds of 2^-48 a comparison.
+pub fn single_of(term: &[u8]) -> (u8, u64) {
+    let h = xxhash_rust::xxh3::xxh3_64(term);
+    (
+        (h >> (64 - SINGLE_BUCKETS.trailing_zeros())) as u8,
+        h & ((1 << FINGERPRINT_BITS) - 1),
+    )
+}
+
+/// `0x06 | bucket`: the prefix of one bucket's single-member terms in
+/// every block.
+pub fn singles_prefix(bucket: u8) -> [u8; 2] {
+    [IDX_SINGLES, bucket]
 }
 
 /// What the index keeps of a span, to check duration, kind and status

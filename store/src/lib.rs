@@ -63,13 +63,16 @@ pub use summary::Summary;
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
-/// The on-disk format this build writes. Format 4 stores span records in
-/// version 2 (a string table a record); a format 3 store, whose records are
-/// all version 1, is read as it is and marked 4 once opened, as new records
-/// go in beside the old.
-pub const FORMAT_VERSION: u32 = 4;
-/// The earlier format this build opens and upgrades in place.
-const UPGRADED_FORMAT: u32 = 3;
+/// The on-disk format this build writes. Format 5 keeps a block's
+/// attribute terms that list one member in buckets
+/// ([`keys::IDX_SINGLES`]); format 4 gave each a key of its own, and
+/// stored span records in version 2 (a string table a record), where
+/// format 3's are all version 1. A format 3 or 4 store is read as it is and
+/// marked 5 once opened, as new records and index blocks go in beside the
+/// old: search reads a term from its own keys and its buckets alike.
+pub const FORMAT_VERSION: u32 = 5;
+/// The earlier formats this build opens and upgrades in place.
+const UPGRADED_FORMATS: [u32; 2] = [3, 4];
 
 /// Where the store reads the time (injectable for tests of retention).
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -340,7 +343,7 @@ impl Store {
                         .try_into()
                         .map(u32::from_be_bytes)
                         .unwrap_or(u32::MAX);
-                    if found == UPGRADED_FORMAT {
+                    if UPGRADED_FORMATS.contains(&found) {
                         db.put_cf(&meta, keys::META_FORMAT, FORMAT_VERSION.to_be_bytes())?;
                         tracing::info!(
                             from = found,

@@ -46,34 +46,60 @@ pub struct SearchHit {
 /// Most index keys one search reads before it gives up.
 pub const MAX_SCANNED: usize = 5_000_000;
 
+/// A condition a matching span carries, as the index keeps it.
+struct Term {
+    /// The prefix of the term's own keys (one a block that holds it).
+    prefix: Vec<u8>,
+    /// For an attribute term, its bucket and fingerprint: in a block where
+    /// it lists one member only, it has no key but an entry in its bucket.
+    single: Option<(u8, u64)>,
+}
+
+impl Term {
+    fn keys_only(prefix: Vec<u8>) -> Term {
+        Term {
+            prefix,
+            single: None,
+        }
+    }
+}
+
 impl SearchQuery {
-    /// The index prefixes a matching span has entries under, most
-    /// selective first (the first drives the scan).
-    fn prefixes(&self) -> Vec<Vec<u8>> {
+    /// The terms a matching span has entries under, most selective first
+    /// (the first drives the scan).
+    fn terms(&self) -> Vec<Term> {
         let mut out = Vec::new();
         for (k, v) in &self.attributes {
-            out.push(keys::index_key(
-                keys::IDX_ATTRIBUTE,
-                &[k, &keys::term_value(v)],
-                &[],
-            ));
+            let prefix = keys::index_key(keys::IDX_ATTRIBUTE, &[k, &keys::term_value(v)], &[]);
+            let single = Some(keys::single_of(&prefix));
+            out.push(Term { prefix, single });
         }
         match (&self.service, &self.operation) {
-            (Some(s), Some(op)) => {
-                out.push(keys::index_key(keys::IDX_SERVICE_OPERATION, &[s, op], &[]))
-            }
-            (None, Some(op)) => out.push(keys::index_key(keys::IDX_OPERATION, &[op], &[])),
-            (Some(s), None) => out.push(keys::index_key(keys::IDX_SERVICE, &[s], &[])),
+            (Some(s), Some(op)) => out.push(Term::keys_only(keys::index_key(
+                keys::IDX_SERVICE_OPERATION,
+                &[s, op],
+                &[],
+            ))),
+            (None, Some(op)) => out.push(Term::keys_only(keys::index_key(
+                keys::IDX_OPERATION,
+                &[op],
+                &[],
+            ))),
+            (Some(s), None) => out.push(Term::keys_only(keys::index_key(
+                keys::IDX_SERVICE,
+                &[s],
+                &[],
+            ))),
             (None, None) => {}
         }
         if self.errors_only {
             // Checked from the span facts when another index drives.
             if out.is_empty() {
-                out.push(vec![keys::IDX_ERROR]);
+                out.push(Term::keys_only(vec![keys::IDX_ERROR]));
             }
         }
         if out.is_empty() {
-            out.push(vec![keys::IDX_SPAN]);
+            out.push(Term::keys_only(vec![keys::IDX_SPAN]));
         }
         out
     }
@@ -109,9 +135,9 @@ impl Store {
             .rev()
             .filter_map(|&p| self.cf(&cf::index(p)).ok())
             .collect();
-        let prefixes = q.prefixes();
-        let (driver, checks) = prefixes.split_first().expect("at least one prefix");
-        let driver_is_facts = driver.as_slice() == [keys::IDX_SPAN];
+        let terms = q.terms();
+        let (driver, checks) = terms.split_first().expect("at least one term");
+        let driver_is_facts = driver.prefix.as_slice() == [keys::IDX_SPAN];
         let db = self.db();
         // Blocks whose first span started this early may still hold a span
         // that started in the range (keys hold the second of the first
@@ -119,27 +145,40 @@ impl Store {
         let first_start = q.start_us.saturating_sub(block::SPREAD_US);
         let first_start = first_start - first_start % 1_000_000;
 
-        // One iterator per partition over the driver's keys, from the end of
-        // the range; a heap merges them newest block first.
-        let mut seek = driver.clone();
-        seek.extend_from_slice(&keys::suffix_from(q.end_us));
-        let mut iters = Vec::with_capacity(cfs.len());
-        let mut heap = BinaryHeap::new();
-        let current = |it: &rocksdb::DBRawIteratorWithThreadMode<'_, crate::Db>| -> Option<Sfx> {
+        // The driver's streams: its own keys, and for an attribute its
+        // bucket's entries, in every partition, from the end of the range.
+        // A block holds the term one way or the other, never both; a heap
+        // merges the streams newest block first.
+        let mut streams: Vec<(&[u8], Option<u64>)> = vec![(&driver.prefix, None)];
+        let bucket_prefix;
+        if let Some((bucket, fp)) = driver.single {
+            bucket_prefix = keys::singles_prefix(bucket);
+            streams.push((&bucket_prefix, Some(fp)));
+        }
+        let current = |it: &rocksdb::DBRawIteratorWithThreadMode<'_, crate::Db>,
+                       prefix: &[u8]|
+         -> Option<Sfx> {
             let k = it.key()?;
-            if !k.starts_with(driver) || k.len() != driver.len() + keys::SUFFIX_LEN {
+            if !k.starts_with(prefix) || k.len() != prefix.len() + keys::SUFFIX_LEN {
                 return None;
             }
             let (start, _) = keys::decode_suffix(k)?;
-            (start >= first_start).then(|| k[driver.len()..].try_into().ok())?
+            (start >= first_start).then(|| k[prefix.len()..].try_into().ok())?
         };
-        for cf in &cfs {
-            let mut it = db.raw_iterator_cf(cf);
-            it.seek(&seek);
-            if let Some(s) = current(&it) {
-                heap.push(Reverse((s, iters.len())));
+        // Each iterator with its partition and stream.
+        let mut iters = Vec::with_capacity(cfs.len() * streams.len());
+        let mut heap = BinaryHeap::new();
+        for (ci, cf) in cfs.iter().enumerate() {
+            for (si, (prefix, _)) in streams.iter().enumerate() {
+                let mut seek = prefix.to_vec();
+                seek.extend_from_slice(&keys::suffix_from(q.end_us));
+                let mut it = db.raw_iterator_cf(cf);
+                it.seek(&seek);
+                if let Some(s) = current(&it, prefix) {
+                    heap.push(Reverse((s, iters.len())));
+                }
+                iters.push((it, ci, si));
             }
-            iters.push(it);
         }
 
         // The newest matching span of each trace found.
@@ -156,28 +195,49 @@ impl Store {
             {
                 break;
             }
+            let (it, ci, si) = &mut iters[i];
+            let (prefix, fp) = streams[*si];
             let driver_members = if driver_is_facts {
                 None
             } else {
-                let v = iters[i].value().unwrap_or_default();
-                Some(block::decode_members(v).ok_or_else(|| corrupt(&sfx, "member list"))?)
+                let v = it.value().unwrap_or_default();
+                Some(
+                    match fp {
+                        None => block::decode_members(v),
+                        Some(fp) => block::singles_members(v, fp),
+                    }
+                    .ok_or_else(|| corrupt(&sfx, "member list"))?,
+                )
             };
-            iters[i].next();
-            if let Some(s) = current(&iters[i]) {
+            it.next();
+            if let Some(s) = current(it, prefix) {
                 heap.push(Reverse((s, i)));
             }
-            iters[i].status()?;
-            let cf = &cfs[i];
+            it.status()?;
+            let cf = &cfs[*ci];
+            if driver_members.as_ref().is_some_and(|m| m.is_empty()) {
+                // A bucket without the term.
+                continue;
+            }
             let mut members = driver_members;
-            for prefix in checks {
+            for term in checks {
                 key.clear();
-                key.extend_from_slice(prefix);
+                key.extend_from_slice(&term.prefix);
                 key.extend_from_slice(&sfx);
-                let Some(v) = db.get_pinned_cf(cf, &key)? else {
-                    members = Some(Vec::new());
-                    break;
-                };
-                let list = block::decode_members(&v).ok_or_else(|| corrupt(&sfx, "member list"))?;
+                let list = match (db.get_pinned_cf(cf, &key)?, term.single) {
+                    (Some(v), _) => block::decode_members(&v),
+                    (None, Some((bucket, fp))) => {
+                        key.clear();
+                        key.extend_from_slice(&keys::singles_prefix(bucket));
+                        key.extend_from_slice(&sfx);
+                        match db.get_pinned_cf(cf, &key)? {
+                            Some(v) => block::singles_members(&v, fp),
+                            None => Some(Vec::new()),
+                        }
+                    }
+                    (None, None) => Some(Vec::new()),
+                }
+                .ok_or_else(|| corrupt(&sfx, "member list"))?;
                 members = Some(match members {
                     Some(m) => block::intersect(&m, &list),
                     None => list,

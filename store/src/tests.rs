@@ -225,7 +225,7 @@ fn another_format_version_is_a_clear_error() {
 }
 
 #[test]
-fn a_format_3_store_is_opened_and_marked_4() {
+fn a_format_3_store_is_opened_and_marked_5() {
     let dir = tempfile::tempdir().unwrap();
     let old = span(6, 1, "api", "old");
     let older = span(6, 2, "api", "older");
@@ -249,7 +249,7 @@ fn a_format_3_store_is_opened_and_marked_4() {
     let meta = store.cf(cf::META).unwrap();
     let marker = store.db.get_cf(&meta, keys::META_FORMAT).unwrap().unwrap();
     assert_eq!(marker, FORMAT_VERSION.to_be_bytes());
-    assert_eq!(FORMAT_VERSION, 4);
+    assert_eq!(FORMAT_VERSION, 5);
     // Records come back in key order: the version 1 record was given the
     // first sequence number.
     assert_eq!(store.trace(TraceId([6; 16])).unwrap(), vec![older, old]);
@@ -616,6 +616,87 @@ fn search_is_exact_at_block_boundaries() {
         .unwrap();
     assert_eq!(stats.len(), 1);
     assert_eq!((stats[0].count, stats[0].errors), (3, 1));
+}
+
+#[test]
+fn values_seen_once_in_a_block_are_found_in_buckets_and_in_format_4_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Arc::new(ManualClock::new(T0)));
+    // One block: `region` repeats, each `request.id` is seen once.
+    let spans: Vec<Fragment> = (1..=3u8)
+        .map(|n| {
+            let mut s = timed(n, 1, None, "svc", T0 + u64::from(n) * 10, 10);
+            s.attributes = vec![
+                KeyValue::string("region", "eu"),
+                KeyValue::string("request.id", format!("r{n}")),
+            ];
+            Fragment::Span(s)
+        })
+        .collect();
+    store.write(&spans).unwrap();
+    // A newer block as format 4 wrote it: a key for every term, the single
+    // ones too.
+    let p = store.partitions()[0];
+    let index = store.cf(&cf::index(p)).unwrap();
+    let start = T0 + 500;
+    let sfx = keys::suffix(start, 1 << 20);
+    let facts = block::encode_facts(&[block::Member {
+        trace: TraceId([4; 16]),
+        span: SpanId([1; 8]),
+        start_us: start,
+        facts: keys::SpanFacts {
+            duration_us: Some(10),
+            kind: SpanKind::Server,
+            error: false,
+        },
+    }]);
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(&index, keys::index_key(keys::IDX_SPAN, &[], &sfx), facts);
+    for (k, v) in [("region", "eu"), ("request.id", "r4")] {
+        batch.put_cf(
+            &index,
+            keys::index_key(keys::IDX_ATTRIBUTE, &[k, v], &sfx),
+            block::encode_members(&[0]),
+        );
+    }
+    store.db.write(batch).unwrap();
+
+    let by = |attrs: &[(&str, &str)]| {
+        let q = SearchQuery {
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..query(T0, T0 + 1_000_000)
+        };
+        ids(&store.search(&q).unwrap())
+    };
+    assert_eq!(by(&[("region", "eu")]), vec![4, 3, 2, 1]);
+    for n in 1..=4u8 {
+        let r = format!("r{n}");
+        // Driving the search, and checked for another term's candidates,
+        // in either order.
+        assert_eq!(by(&[("request.id", &r)]), vec![n], "{r}");
+        assert_eq!(by(&[("region", "eu"), ("request.id", &r)]), vec![n], "{r}");
+        assert_eq!(by(&[("request.id", &r), ("region", "eu")]), vec![n], "{r}");
+        assert_eq!(
+            by(&[("request.id", &r), ("region", "us")]),
+            Vec::<u8>::new()
+        );
+    }
+    assert_eq!(by(&[("request.id", "r5")]), Vec::<u8>::new());
+    assert_eq!(
+        by(&[("region", "eu"), ("request.id", "r5")]),
+        Vec::<u8>::new()
+    );
+    // With a service and a kind as well.
+    let q = SearchQuery {
+        service: Some("svc".into()),
+        kind: Some(SpanKind::Server),
+        attributes: vec![("request.id".into(), "r2".into())],
+        ..query(T0, T0 + 1_000_000)
+    };
+    assert_eq!(ids(&store.search(&q).unwrap()), vec![2]);
 }
 
 #[test]
