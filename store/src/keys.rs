@@ -141,7 +141,11 @@ pub const FINGERPRINT_BITS: u32 = 48;
 /// [`FINGERPRINT_BITS`]. Two terms of one bucket share a fingerprint with
 /// odds of 2^-48 a comparison.
 pub fn single_of(term: &[u8]) -> (u8, u64) {
-    let h = xxhash_rust::xxh3::xxh3_64(term);
+    single_from_hash(xxhash_rust::xxh3::xxh3_64(term))
+}
+
+/// [`single_of`] from the term's hash (`xxh3_64`), where the writer has it.
+pub fn single_from_hash(h: u64) -> (u8, u64) {
     (
         (h >> (64 - SINGLE_BUCKETS.trailing_zeros())) as u8,
         h & ((1 << FINGERPRINT_BITS) - 1),
