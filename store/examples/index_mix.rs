@@ -1,8 +1,8 @@
 //! What a store's index holds, by kind of key: keys, key bytes and value
-//! bytes (before compression), and for attribute terms, how many list one
-//! member of their block only (format 4 gave each a key; format 5 keeps
-//! them in buckets, counted here by the terms they hold); then what each kind of column family takes
-//! on disk, from RocksDB's table properties: data blocks (and how many were
+//! bytes (before compression); for attribute terms with keys of their own,
+//! how many list one member of their block only (format 4 gave every term
+//! a key; format 5 keeps the sparse ones in buckets, whose entries are
+//! counted); then what each kind of column family takes on disk, from RocksDB's table properties: data blocks (and how many were
 //! stored uncompressed, compression saving too little), index and filters.
 //! Reads a data directory read-only (a running server may keep it open).
 //!
@@ -23,8 +23,8 @@ fn main() {
     let mut kinds: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     // Attribute key: (terms, terms with one member).
     let mut attributes: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    // Bucket of single-member terms (format 5): the terms it holds.
-    let mut singles: BTreeMap<u8, u64> = BTreeMap::new();
+    // Bucket of sparse terms (format 5): the entries it holds.
+    let mut sparse: BTreeMap<u8, u64> = BTreeMap::new();
     for name in names.iter().filter(|n| n.starts_with("index-")) {
         let cf = db.cf_handle(name).expect("listed");
         let mut it = db.raw_iterator_cf(&cf);
@@ -40,10 +40,10 @@ fn main() {
                 e.0 += 1;
                 e.1 += u64::from(one);
             }
-            if k[0] == keys::IDX_SINGLES {
-                // Each entry is a term that lists one member of its block.
-                let terms = (v.len().saturating_sub(1) / 8) as u64;
-                *singles.entry(k[1]).or_default() += terms;
+            if k[0] == keys::IDX_SPARSE {
+                // An entry for each member of each sparse term.
+                let entries = phosphor_store::block::sparse_len(v) as u64;
+                *sparse.entry(k[1]).or_default() += entries;
             }
             let e = kinds.entry(kind).or_default();
             e.0 += 1;
@@ -59,16 +59,16 @@ fn main() {
     for (k, (n, kb, vb)) in &kinds {
         println!("{k:24} {n:>12} {kb:>14} {vb:>14}");
     }
-    if !singles.is_empty() {
-        let terms: u64 = singles.values().sum();
+    if !sparse.is_empty() {
+        let entries: u64 = sparse.values().sum();
         let (min, max) = (
-            singles.values().min().expect("some"),
-            singles.values().max().expect("some"),
+            sparse.values().min().expect("some"),
+            sparse.values().max().expect("some"),
         );
         println!(
-            "\nsingle-member terms in buckets ({:#04x}): {terms} in {} buckets, {min} to {max} a bucket",
-            keys::IDX_SINGLES,
-            singles.len()
+            "\nsparse terms' entries in buckets ({:#04x}): {entries} in {} buckets, {min} to {max} a bucket",
+            keys::IDX_SPARSE,
+            sparse.len()
         );
     }
     println!(

@@ -157,23 +157,24 @@ pub fn decode_members(mut v: &[u8]) -> Option<Vec<u32>> {
     Some(out)
 }
 
-const SINGLES_V1: u8 = 1;
-/// Bytes of one entry of a singles bucket: fingerprint (6), member (2).
-const SINGLE_ENTRY: usize = 8;
+const SPARSE_V1: u8 = 1;
+/// Bytes of one entry of a sparse bucket: fingerprint (6), member (2).
+const SPARSE_ENTRY: usize = 8;
 const _: () = assert!(MAX_MEMBERS <= 1 << 16, "a member number fits two bytes");
 const _: () = assert!(
     crate::keys::FINGERPRINT_BITS == 48,
     "a fingerprint fits six bytes"
 );
 
-/// A bucket of a block's single-member terms: a version byte, then each
-/// term's fingerprint (6 bytes) and member (2 bytes), big-endian, sorted,
-/// so that a fingerprint is found by a binary search of the bytes as they
-/// are read. Sorts `entries` (fingerprint, member).
-pub fn encode_singles(entries: &mut [(u64, u32)]) -> Vec<u8> {
+/// A bucket of a block's sparse terms: a version byte, then an entry for
+/// each member of each term, its fingerprint (6 bytes) and member (2
+/// bytes), big-endian, sorted, so that a fingerprint is found by a binary
+/// search of the bytes as they are read. Sorts `entries` (fingerprint,
+/// member).
+pub fn encode_sparse(entries: &mut [(u64, u32)]) -> Vec<u8> {
     entries.sort_unstable();
-    let mut out = Vec::with_capacity(1 + entries.len() * SINGLE_ENTRY);
-    out.push(SINGLES_V1);
+    let mut out = Vec::with_capacity(1 + entries.len() * SPARSE_ENTRY);
+    out.push(SPARSE_V1);
     for &(fp, m) in entries.iter() {
         out.extend_from_slice(&fp.to_be_bytes()[2..]);
         out.extend_from_slice(&(m as u16).to_be_bytes());
@@ -181,23 +182,29 @@ pub fn encode_singles(entries: &mut [(u64, u32)]) -> Vec<u8> {
     out
 }
 
+/// How many entries (a term's member each) a bucket of [`encode_sparse`]
+/// holds.
+pub fn sparse_len(v: &[u8]) -> usize {
+    v.len().saturating_sub(1) / SPARSE_ENTRY
+}
+
 /// The members listed under fingerprint `fp` in a bucket of
-/// [`encode_singles`], ascending (one, nearly always; none when the term
-/// is not in the block); `None` when the value is not such a bucket.
-pub fn singles_members(v: &[u8], fp: u64) -> Option<Vec<u32>> {
-    let (&SINGLES_V1, entries) = v.split_first()? else {
+/// [`encode_sparse`], ascending (none when the term is not in the block);
+/// `None` when the value is not such a bucket.
+pub fn sparse_members(v: &[u8], fp: u64) -> Option<Vec<u32>> {
+    let (&SPARSE_V1, entries) = v.split_first()? else {
         return None;
     };
-    if entries.len() % SINGLE_ENTRY != 0 {
+    if entries.len() % SPARSE_ENTRY != 0 {
         return None;
     }
-    let entry = |i: usize| &entries[i * SINGLE_ENTRY..(i + 1) * SINGLE_ENTRY];
+    let entry = |i: usize| &entries[i * SPARSE_ENTRY..(i + 1) * SPARSE_ENTRY];
     let fp_of = |e: &[u8]| {
         let mut b = [0u8; 8];
         b[2..].copy_from_slice(&e[..6]);
         u64::from_be_bytes(b)
     };
-    let n = entries.len() / SINGLE_ENTRY;
+    let n = entries.len() / SPARSE_ENTRY;
     // The first entry whose fingerprint is not below `fp`.
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
@@ -294,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn a_singles_bucket_finds_each_fingerprint_and_nothing_else() {
+    fn a_sparse_bucket_finds_each_fingerprint_and_nothing_else() {
         // Fingerprints of every width up to 48 bits, one shared by two
         // members, the largest member number.
         let mut entries: Vec<(u64, u32)> = vec![
@@ -306,12 +313,13 @@ mod tests {
             (1 << 40, 12),
         ];
         let mut expected = entries.clone();
-        let v = encode_singles(&mut entries);
+        let v = encode_sparse(&mut entries);
         assert_eq!(v.len(), 1 + 8 * expected.len());
+        assert_eq!(sparse_len(&v), expected.len());
         expected.sort_unstable();
         for &(fp, _) in &expected {
             let want: Vec<u32> = expected.iter().filter(|e| e.0 == fp).map(|e| e.1).collect();
-            assert_eq!(singles_members(&v, fp), Some(want), "{fp:#x}");
+            assert_eq!(sparse_members(&v, fp), Some(want), "{fp:#x}");
         }
         for absent in [
             1,
@@ -321,12 +329,12 @@ mod tests {
             0x1234_5678_9abd,
             (1 << 48) - 2,
         ] {
-            assert_eq!(singles_members(&v, absent), Some(vec![]), "{absent:#x}");
+            assert_eq!(sparse_members(&v, absent), Some(vec![]), "{absent:#x}");
         }
-        assert_eq!(singles_members(&encode_singles(&mut []), 0), Some(vec![]));
+        assert_eq!(sparse_members(&encode_sparse(&mut []), 0), Some(vec![]));
         // Not a bucket: another version, or a cut entry.
-        assert_eq!(singles_members(&[], 0), None);
-        assert_eq!(singles_members(&[2], 0), None);
-        assert_eq!(singles_members(&v[..v.len() - 1], 0), None);
+        assert_eq!(sparse_members(&[], 0), None);
+        assert_eq!(sparse_members(&[2], 0), None);
+        assert_eq!(sparse_members(&v[..v.len() - 1], 0), None);
     }
 }

@@ -93,7 +93,7 @@ fn emit_blocks(
         // Terms and catalog entries are built in one reused buffer; a
         // term's bytes are copied once, into one arena for the block, the
         // first time it is seen, and the map finds it by the 64-bit hash
-        // that also places it in a bucket if it stays single. (Two terms of
+        // that also places it in a bucket if it stays sparse. (Two terms of
         // a block sharing a hash, odds of about 2^-42 for a block of 4,096
         // spans of 10 attributes, would share a member list.)
         // Room for a few terms a member up front (most values are new in
@@ -166,35 +166,37 @@ fn emit_blocks(
                 }
             }
         }
-        // An attribute term with one member goes into its bucket; every
-        // other term is a key of its own.
-        let mut singles: Vec<(u8, u64, u32)> = Vec::with_capacity(terms.len());
-        w.puts.reserve(terms.len().min(keys::SINGLE_BUCKETS * 2));
+        // A sparse attribute term goes into its bucket, an entry a member;
+        // every other term is a key of its own.
+        let mut sparse: Vec<(u8, u64, u32)> = Vec::with_capacity(terms.len() * 2);
+        w.puts.reserve(terms.len().min(keys::SPARSE_BUCKETS * 2));
         for (hash, t) in terms {
             let term = &arena[t.at as usize..(t.at + t.len) as usize];
-            let value = match t.members {
-                Members::One(m) if term.first() == Some(&keys::IDX_ATTRIBUTE) => {
-                    let (bucket, fp) = keys::single_from_hash(hash);
-                    singles.push((bucket, fp, m));
-                    continue;
-                }
-                Members::One(m) => block::encode_members(&[m]),
-                Members::Many(list) => block::encode_members(&list),
+            let list: &[u32] = match &t.members {
+                Members::One(m) => std::slice::from_ref(m),
+                Members::Many(list) => list,
             };
+            if list.len() <= keys::SPARSE_MAX_MEMBERS && term.first() == Some(&keys::IDX_ATTRIBUTE)
+            {
+                let (bucket, fp) = keys::sparse_from_hash(hash);
+                sparse.extend(list.iter().map(|&m| (bucket, fp, m)));
+                continue;
+            }
+            let value = block::encode_members(list);
             let mut k = Vec::with_capacity(term.len() + sfx.len());
             k.extend_from_slice(term);
             k.extend_from_slice(&sfx);
             w.puts.push((k, value));
         }
-        singles.sort_unstable_by_key(|s| s.0);
+        sparse.sort_unstable_by_key(|s| s.0);
         let mut entries: Vec<(u64, u32)> = Vec::new();
-        for bucket in singles.chunk_by(|a, b| a.0 == b.0) {
+        for bucket in sparse.chunk_by(|a, b| a.0 == b.0) {
             entries.clear();
             entries.extend(bucket.iter().map(|&(_, fp, m)| (fp, m)));
             let mut k = Vec::with_capacity(2 + sfx.len());
-            k.extend_from_slice(&keys::singles_prefix(bucket[0].0));
+            k.extend_from_slice(&keys::sparse_prefix(bucket[0].0));
             k.extend_from_slice(&sfx);
-            w.puts.push((k, block::encode_singles(&mut entries)));
+            w.puts.push((k, block::encode_sparse(&mut entries)));
         }
     }
     w.catalog.extend(catalog);
@@ -543,11 +545,11 @@ mod tests {
     use super::*;
 
     /// The member list of the attribute term `k=v` in the only block: a
-    /// key of its own, or its bucket's entry where it has one member.
+    /// key of its own, or its bucket's entries where it is sparse.
     fn members_of(w: &IndexWrites, k: &str, v: &str) -> Vec<u32> {
         let term = keys::index_key(keys::IDX_ATTRIBUTE, &[k, &keys::term_value(v)], &[]);
-        let (bucket, fp) = keys::single_of(&term);
-        let bucket = keys::singles_prefix(bucket);
+        let (bucket, fp) = keys::sparse_of(&term);
+        let bucket = keys::sparse_prefix(bucket);
         fn of<'a>(
             w: &'a IndexWrites,
             prefix: &'a [u8],
@@ -559,15 +561,15 @@ mod tests {
         let mut lists: Vec<Vec<u32>> = of(w, &term)
             .map(|(_, list)| block::decode_members(list).expect("a member list"))
             .collect();
-        let singles: Vec<Vec<u32>> = of(w, &bucket)
-            .map(|(_, v)| block::singles_members(v, fp).expect("a bucket"))
+        let sparse: Vec<Vec<u32>> = of(w, &bucket)
+            .map(|(_, v)| block::sparse_members(v, fp).expect("a bucket"))
             .filter(|m| !m.is_empty())
             .collect();
         assert!(
-            singles.iter().all(|m| m.len() == 1),
-            "a bucket lists a term's one member: {k}={v}"
+            sparse.iter().all(|m| m.len() <= keys::SPARSE_MAX_MEMBERS),
+            "a bucket lists a sparse term's members: {k}={v}"
         );
-        lists.extend(singles);
+        lists.extend(sparse);
         assert_eq!(lists.len(), 1, "{k}={v}");
         lists.into_iter().next().unwrap()
     }
@@ -648,9 +650,12 @@ mod tests {
     }
 
     #[test]
-    fn attribute_terms_with_one_member_share_bucket_keys() {
+    fn sparse_attribute_terms_share_bucket_keys() {
         // 200 spans in one block: `region` repeats, `request.id` is new in
-        // every span, and the service and operation repeat.
+        // every span, each `message.id` is in two spans, each `batch` in
+        // one more span than a sparse term may list, and the service and
+        // operation repeat.
+        let over = keys::SPARSE_MAX_MEMBERS as u32 + 1;
         let frags: Vec<Fragment> = (0..200u32)
             .map(|i| {
                 let mut s = server_span(
@@ -658,6 +663,8 @@ mod tests {
                     vec![
                         KeyValue::string("region", "eu"),
                         KeyValue::string("request.id", format!("r{i}")),
+                        KeyValue::string("message.id", format!("m{}", i / 2)),
+                        KeyValue::string("batch", format!("b{}", i / over)),
                     ],
                 );
                 s.span_id = SpanId([i as u8, (i >> 8) as u8, 0, 0, 0, 0, 0, 1]);
@@ -672,22 +679,34 @@ mod tests {
             &FxHashSet::default(),
         );
         let tags = |tag: u8| w.puts.iter().filter(|(k, _)| k[0] == tag).count();
-        // Only the repeated attribute has a key of its own.
-        assert_eq!(tags(keys::IDX_ATTRIBUTE), 1);
+        // Only `region` and the batches have keys of their own.
+        let batches = 200usize.div_ceil(over as usize);
+        assert_eq!(tags(keys::IDX_ATTRIBUTE), 1 + batches);
         assert_eq!(members_of(&w, "region", "eu"), (0..200).collect::<Vec<_>>());
-        // 200 single terms over at most 64 keys, each found in its bucket.
-        let buckets = tags(keys::IDX_SINGLES);
-        assert!((30..=keys::SINGLE_BUCKETS).contains(&buckets), "{buckets}");
+        for b in 0..batches as u32 {
+            let want: Vec<u32> = (b * over..((b + 1) * over).min(200)).collect();
+            assert_eq!(members_of(&w, "batch", &format!("b{b}")), want);
+        }
+        // 300 sparse terms, 400 entries, over at most 64 keys, each term
+        // found in its bucket with all its members.
+        let buckets = tags(keys::IDX_SPARSE);
+        assert!((40..=keys::SPARSE_BUCKETS).contains(&buckets), "{buckets}");
         for i in 0..200u32 {
             assert_eq!(members_of(&w, "request.id", &format!("r{i}")), [i]);
+        }
+        for m in 0..100u32 {
+            assert_eq!(
+                members_of(&w, "message.id", &format!("m{m}")),
+                [2 * m, 2 * m + 1]
+            );
         }
         let entries: usize = w
             .puts
             .iter()
-            .filter(|(k, _)| k[0] == keys::IDX_SINGLES)
-            .map(|(_, v)| (v.len() - 1) / 8)
+            .filter(|(k, _)| k[0] == keys::IDX_SPARSE)
+            .map(|(_, v)| block::sparse_len(v))
             .sum();
-        assert_eq!(entries, 200);
+        assert_eq!(entries, 400);
         // Service, operation and error terms keep their keys.
         assert_eq!(tags(keys::IDX_SERVICE), 1);
         assert_eq!(tags(keys::IDX_SERVICE_OPERATION), 1);

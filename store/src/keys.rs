@@ -23,12 +23,14 @@ pub const IDX_ATTRIBUTE: u8 = 0x03;
 pub const IDX_ERROR: u8 = 0x04;
 /// `0x05 | operation | suffix`: operation without a service.
 pub const IDX_OPERATION: u8 = 0x05;
-/// `0x06 | bucket (1) | suffix`: a block's attribute terms that list one
-/// member only, by bucket of their hash ([`single_of`]); value
-/// [`crate::block::encode_singles`]. Most attribute values are new in their
-/// block (lengths, ports, targets, message IDs): a key each would be most of
-/// the index's keys and bytes, where a bucket holds dozens of them.
-pub const IDX_SINGLES: u8 = 0x06;
+/// `0x06 | bucket (1) | suffix`: a block's sparse attribute terms (those
+/// that list at most [`SPARSE_MAX_MEMBERS`] members), by bucket of their
+/// hash ([`sparse_of`]); value [`crate::block::encode_sparse`]. Most
+/// attribute values are new in their block, or seen in a span or two of it
+/// (lengths, ports, targets, message IDs, a request ID on both sides of a
+/// call): a key each would be most of the index's keys and bytes, where a
+/// bucket holds dozens of them.
+pub const IDX_SPARSE: u8 = 0x06;
 /// Prefix byte of a service entry in the catalog.
 pub const CATALOG_SERVICE: u8 = 0x10;
 /// Prefix byte of an operation entry in the catalog.
@@ -128,34 +130,37 @@ pub fn attribute_term_into(buf: &mut Vec<u8>, key: &str, value: &str) {
     }
 }
 
-/// Buckets a block's single-member attribute terms are spread over: a
-/// search for a value reads one bucket a block (1/64 of the block's
-/// singles), and a block writes at most this many keys for them.
-pub const SINGLE_BUCKETS: usize = 64;
+/// Most members an attribute term lists in a block and still goes into a
+/// bucket ([`IDX_SPARSE`]) rather than a key of its own.
+pub const SPARSE_MAX_MEMBERS: usize = 4;
+/// Buckets a block's sparse attribute terms are spread over: a search for
+/// a value reads one bucket a block (1/64 of the block's sparse terms), and
+/// a block writes at most this many keys for them.
+pub const SPARSE_BUCKETS: usize = 64;
 /// Bits of a term's hash kept beside its member in a bucket.
 pub const FINGERPRINT_BITS: u32 = 48;
 
 /// Where an attribute term (as [`attribute_term_into`] builds it) is kept
-/// when it lists one member of its block: its bucket, from the top bits of
-/// a 64-bit hash of the term, and its fingerprint, the hash's low
+/// when it is sparse in its block: its bucket, from the top bits of a
+/// 64-bit hash of the term, and its fingerprint, the hash's low
 /// [`FINGERPRINT_BITS`]. Two terms of one bucket share a fingerprint with
 /// odds of 2^-48 a comparison.
-pub fn single_of(term: &[u8]) -> (u8, u64) {
-    single_from_hash(xxhash_rust::xxh3::xxh3_64(term))
+pub fn sparse_of(term: &[u8]) -> (u8, u64) {
+    sparse_from_hash(xxhash_rust::xxh3::xxh3_64(term))
 }
 
-/// [`single_of`] from the term's hash (`xxh3_64`), where the writer has it.
-pub fn single_from_hash(h: u64) -> (u8, u64) {
+/// [`sparse_of`] from the term's hash (`xxh3_64`), where the writer has it.
+pub fn sparse_from_hash(h: u64) -> (u8, u64) {
     (
-        (h >> (64 - SINGLE_BUCKETS.trailing_zeros())) as u8,
+        (h >> (64 - SPARSE_BUCKETS.trailing_zeros())) as u8,
         h & ((1 << FINGERPRINT_BITS) - 1),
     )
 }
 
-/// `0x06 | bucket`: the prefix of one bucket's single-member terms in
-/// every block.
-pub fn singles_prefix(bucket: u8) -> [u8; 2] {
-    [IDX_SINGLES, bucket]
+/// `0x06 | bucket`: the prefix of one bucket's sparse terms in every
+/// block.
+pub fn sparse_prefix(bucket: u8) -> [u8; 2] {
+    [IDX_SPARSE, bucket]
 }
 
 /// What the index keeps of a span, to check duration, kind and status

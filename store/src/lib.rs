@@ -64,8 +64,8 @@ pub use summary::Summary;
 type Db = DBWithThreadMode<MultiThreaded>;
 
 /// The on-disk format this build writes. Format 5 keeps a block's
-/// attribute terms that list one member in buckets
-/// ([`keys::IDX_SINGLES`]); format 4 gave each a key of its own, and
+/// attribute terms that list few members in buckets
+/// ([`keys::IDX_SPARSE`]); format 4 gave each a key of its own, and
 /// stored span records in version 2 (a string table a record), where
 /// format 3's are all version 1. A format 3 or 4 store is read as it is and
 /// marked 5 once opened, as new records and index blocks go in beside the

@@ -43,7 +43,8 @@ pub struct SearchHit {
     pub summary: Summary,
 }
 
-/// Most index keys one search reads before it gives up.
+/// Most index entries (a block's members, or the entries of a sparse
+/// bucket) one search reads before it gives up.
 pub const MAX_SCANNED: usize = 5_000_000;
 
 /// A condition a matching span carries, as the index keeps it.
@@ -51,15 +52,16 @@ struct Term {
     /// The prefix of the term's own keys (one a block that holds it).
     prefix: Vec<u8>,
     /// For an attribute term, its bucket and fingerprint: in a block where
-    /// it lists one member only, it has no key but an entry in its bucket.
-    single: Option<(u8, u64)>,
+    /// it is sparse (a few members at most), it has no key but entries in
+    /// its bucket.
+    sparse: Option<(u8, u64)>,
 }
 
 impl Term {
     fn keys_only(prefix: Vec<u8>) -> Term {
         Term {
             prefix,
-            single: None,
+            sparse: None,
         }
     }
 }
@@ -71,8 +73,8 @@ impl SearchQuery {
         let mut out = Vec::new();
         for (k, v) in &self.attributes {
             let prefix = keys::index_key(keys::IDX_ATTRIBUTE, &[k, &keys::term_value(v)], &[]);
-            let single = Some(keys::single_of(&prefix));
-            out.push(Term { prefix, single });
+            let sparse = Some(keys::sparse_of(&prefix));
+            out.push(Term { prefix, sparse });
         }
         match (&self.service, &self.operation) {
             (Some(s), Some(op)) => out.push(Term::keys_only(keys::index_key(
@@ -151,8 +153,8 @@ impl Store {
         // merges the streams newest block first.
         let mut streams: Vec<(&[u8], Option<u64>)> = vec![(&driver.prefix, None)];
         let bucket_prefix;
-        if let Some((bucket, fp)) = driver.single {
-            bucket_prefix = keys::singles_prefix(bucket);
+        if let Some((bucket, fp)) = driver.sparse {
+            bucket_prefix = keys::sparse_prefix(bucket);
             streams.push((&bucket_prefix, Some(fp)));
         }
         let current = |it: &rocksdb::DBRawIteratorWithThreadMode<'_, crate::Db>,
@@ -204,7 +206,14 @@ impl Store {
                 Some(
                     match fp {
                         None => block::decode_members(v),
-                        Some(fp) => block::singles_members(v, fp),
+                        Some(fp) => {
+                            // A bucket is read whole (a binary search): its
+                            // terms count as scanned, so that a value
+                            // searched for over a long, busy range still
+                            // stops.
+                            scanned += block::sparse_len(v);
+                            block::sparse_members(v, fp)
+                        }
                     }
                     .ok_or_else(|| corrupt(&sfx, "member list"))?,
                 )
@@ -217,6 +226,10 @@ impl Store {
             let cf = &cfs[*ci];
             if driver_members.as_ref().is_some_and(|m| m.is_empty()) {
                 // A bucket without the term.
+                if scanned > MAX_SCANNED {
+                    tracing::warn!(scanned, "search stopped at its scan limit");
+                    break;
+                }
                 continue;
             }
             let mut members = driver_members;
@@ -224,14 +237,14 @@ impl Store {
                 key.clear();
                 key.extend_from_slice(&term.prefix);
                 key.extend_from_slice(&sfx);
-                let list = match (db.get_pinned_cf(cf, &key)?, term.single) {
+                let list = match (db.get_pinned_cf(cf, &key)?, term.sparse) {
                     (Some(v), _) => block::decode_members(&v),
                     (None, Some((bucket, fp))) => {
                         key.clear();
-                        key.extend_from_slice(&keys::singles_prefix(bucket));
+                        key.extend_from_slice(&keys::sparse_prefix(bucket));
                         key.extend_from_slice(&sfx);
                         match db.get_pinned_cf(cf, &key)? {
-                            Some(v) => block::singles_members(&v, fp),
+                            Some(v) => block::sparse_members(&v, fp),
                             None => Some(Vec::new()),
                         }
                     }

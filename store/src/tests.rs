@@ -619,11 +619,13 @@ fn search_is_exact_at_block_boundaries() {
 }
 
 #[test]
-fn values_seen_once_in_a_block_are_found_in_buckets_and_in_format_4_keys() {
+fn sparse_values_are_found_in_buckets_and_in_format_4_keys() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), Arc::new(ManualClock::new(T0)));
-    // One block: `region` repeats, each `request.id` is seen once.
-    let spans: Vec<Fragment> = (1..=3u8)
+    // One block: `region` is in more spans than a sparse term may list,
+    // each `request.id` is seen once.
+    let n_spans = keys::SPARSE_MAX_MEMBERS as u8 + 1;
+    let spans: Vec<Fragment> = (1..=n_spans)
         .map(|n| {
             let mut s = timed(n, 1, None, "svc", T0 + u64::from(n) * 10, 10);
             s.attributes = vec![
@@ -634,14 +636,14 @@ fn values_seen_once_in_a_block_are_found_in_buckets_and_in_format_4_keys() {
         })
         .collect();
     store.write(&spans).unwrap();
-    // A newer block as format 4 wrote it: a key for every term, the single
+    // A newer block as format 4 wrote it: a key for every term, the sparse
     // ones too.
     let p = store.partitions()[0];
     let index = store.cf(&cf::index(p)).unwrap();
     let start = T0 + 500;
     let sfx = keys::suffix(start, 1 << 20);
     let facts = block::encode_facts(&[block::Member {
-        trace: TraceId([4; 16]),
+        trace: TraceId([n_spans + 1; 16]),
         span: SpanId([1; 8]),
         start_us: start,
         facts: keys::SpanFacts {
@@ -652,7 +654,8 @@ fn values_seen_once_in_a_block_are_found_in_buckets_and_in_format_4_keys() {
     }]);
     let mut batch = rocksdb::WriteBatch::default();
     batch.put_cf(&index, keys::index_key(keys::IDX_SPAN, &[], &sfx), facts);
-    for (k, v) in [("region", "eu"), ("request.id", "r4")] {
+    let newest = format!("r{}", n_spans + 1);
+    for (k, v) in [("region", "eu"), ("request.id", newest.as_str())] {
         batch.put_cf(
             &index,
             keys::index_key(keys::IDX_ATTRIBUTE, &[k, v], &sfx),
@@ -671,8 +674,11 @@ fn values_seen_once_in_a_block_are_found_in_buckets_and_in_format_4_keys() {
         };
         ids(&store.search(&q).unwrap())
     };
-    assert_eq!(by(&[("region", "eu")]), vec![4, 3, 2, 1]);
-    for n in 1..=4u8 {
+    assert_eq!(
+        by(&[("region", "eu")]),
+        (1..=n_spans + 1).rev().collect::<Vec<_>>()
+    );
+    for n in 1..=n_spans + 1 {
         let r = format!("r{n}");
         // Driving the search, and checked for another term's candidates,
         // in either order.
@@ -684,9 +690,9 @@ fn values_seen_once_in_a_block_are_found_in_buckets_and_in_format_4_keys() {
             Vec::<u8>::new()
         );
     }
-    assert_eq!(by(&[("request.id", "r5")]), Vec::<u8>::new());
+    assert_eq!(by(&[("request.id", "r99")]), Vec::<u8>::new());
     assert_eq!(
-        by(&[("region", "eu"), ("request.id", "r5")]),
+        by(&[("region", "eu"), ("request.id", "r99")]),
         Vec::<u8>::new()
     );
     // With a service and a kind as well.
