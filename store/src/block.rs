@@ -158,26 +158,28 @@ pub fn decode_members(mut v: &[u8]) -> Option<Vec<u32>> {
 }
 
 const SPARSE_V1: u8 = 1;
-/// Bytes of one entry of a sparse bucket: fingerprint (6), member (2).
-const SPARSE_ENTRY: usize = 8;
-const _: () = assert!(MAX_MEMBERS <= 1 << 16, "a member number fits two bytes");
+/// Bits of a member number in a sparse bucket's entry.
+const MEMBER_BITS: u32 = 12;
+/// Bytes of one entry of a sparse bucket: fingerprint and member, packed.
+const SPARSE_ENTRY: usize = 7;
+const _: () = assert!(MAX_MEMBERS <= 1 << MEMBER_BITS, "a member number fits");
 const _: () = assert!(
-    crate::keys::FINGERPRINT_BITS == 48,
-    "a fingerprint fits six bytes"
+    crate::keys::FINGERPRINT_BITS + MEMBER_BITS == 8 * SPARSE_ENTRY as u32,
+    "an entry is a fingerprint and a member"
 );
 
 /// A bucket of a block's sparse terms: a version byte, then an entry for
-/// each member of each term, its fingerprint (6 bytes) and member (2
-/// bytes), big-endian, sorted, so that a fingerprint is found by a binary
-/// search of the bytes as they are read. Sorts `entries` (fingerprint,
-/// member).
+/// each member of each term, its fingerprint (the high 44 bits) and member
+/// (the low 12) in 7 bytes, big-endian, sorted, so that a fingerprint is
+/// found by a binary search of the bytes as they are read. Sorts `entries`
+/// (fingerprint, member).
 pub fn encode_sparse(entries: &mut [(u64, u32)]) -> Vec<u8> {
     entries.sort_unstable();
     let mut out = Vec::with_capacity(1 + entries.len() * SPARSE_ENTRY);
     out.push(SPARSE_V1);
     for &(fp, m) in entries.iter() {
-        out.extend_from_slice(&fp.to_be_bytes()[2..]);
-        out.extend_from_slice(&(m as u16).to_be_bytes());
+        let packed = (fp << MEMBER_BITS) | u64::from(m);
+        out.extend_from_slice(&packed.to_be_bytes()[8 - SPARSE_ENTRY..]);
     }
     out
 }
@@ -198,10 +200,9 @@ pub fn sparse_members(v: &[u8], fp: u64) -> Option<Vec<u32>> {
     if entries.len() % SPARSE_ENTRY != 0 {
         return None;
     }
-    let entry = |i: usize| &entries[i * SPARSE_ENTRY..(i + 1) * SPARSE_ENTRY];
-    let fp_of = |e: &[u8]| {
+    let entry = |i: usize| {
         let mut b = [0u8; 8];
-        b[2..].copy_from_slice(&e[..6]);
+        b[8 - SPARSE_ENTRY..].copy_from_slice(&entries[i * SPARSE_ENTRY..(i + 1) * SPARSE_ENTRY]);
         u64::from_be_bytes(b)
     };
     let n = entries.len() / SPARSE_ENTRY;
@@ -209,7 +210,7 @@ pub fn sparse_members(v: &[u8], fp: u64) -> Option<Vec<u32>> {
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if fp_of(entry(mid)) < fp {
+        if entry(mid) >> MEMBER_BITS < fp {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -218,8 +219,8 @@ pub fn sparse_members(v: &[u8], fp: u64) -> Option<Vec<u32>> {
     Some(
         (lo..n)
             .map(entry)
-            .take_while(|e| fp_of(e) == fp)
-            .map(|e| u32::from(u16::from_be_bytes([e[6], e[7]])))
+            .take_while(|e| e >> MEMBER_BITS == fp)
+            .map(|e| (e & ((1 << MEMBER_BITS) - 1)) as u32)
             .collect(),
     )
 }
@@ -302,33 +303,26 @@ mod tests {
 
     #[test]
     fn a_sparse_bucket_finds_each_fingerprint_and_nothing_else() {
-        // Fingerprints of every width up to 48 bits, one shared by two
+        // Fingerprints of every width up to 44 bits, one shared by two
         // members, the largest member number.
         let mut entries: Vec<(u64, u32)> = vec![
             (0, 7),
-            ((1 << 48) - 1, 4_095),
-            (0x1234_5678_9abc, 3),
-            (0x1234_5678_9abc, 1),
+            ((1 << 44) - 1, 4_095),
+            (0x234_5678_9abc, 3),
+            (0x234_5678_9abc, 1),
             (255, 0),
             (1 << 40, 12),
         ];
         let mut expected = entries.clone();
         let v = encode_sparse(&mut entries);
-        assert_eq!(v.len(), 1 + 8 * expected.len());
+        assert_eq!(v.len(), 1 + 7 * expected.len());
         assert_eq!(sparse_len(&v), expected.len());
         expected.sort_unstable();
         for &(fp, _) in &expected {
             let want: Vec<u32> = expected.iter().filter(|e| e.0 == fp).map(|e| e.1).collect();
             assert_eq!(sparse_members(&v, fp), Some(want), "{fp:#x}");
         }
-        for absent in [
-            1,
-            254,
-            256,
-            0x1234_5678_9abb,
-            0x1234_5678_9abd,
-            (1 << 48) - 2,
-        ] {
+        for absent in [1, 254, 256, 0x234_5678_9abb, 0x234_5678_9abd, (1 << 44) - 2] {
             assert_eq!(sparse_members(&v, absent), Some(vec![]), "{absent:#x}");
         }
         assert_eq!(sparse_members(&encode_sparse(&mut []), 0), Some(vec![]));

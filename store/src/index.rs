@@ -94,8 +94,8 @@ fn emit_blocks(
         // term's bytes are copied once, into one arena for the block, the
         // first time it is seen, and the map finds it by the 64-bit hash
         // that also places it in a bucket if it stays sparse. (Two terms of
-        // a block sharing a hash, odds of about 2^-42 for a block of 4,096
-        // spans of 10 attributes, would share a member list.)
+        // a block sharing a hash, odds of about 2^-33 for a block of 4,096
+        // spans of a dozen terms each, would share a member list.)
         // Room for a few terms a member up front (most values are new in
         // their block): the map otherwise grows a dozen times a block.
         let mut terms: FxHashMap<u64, Term> =

@@ -138,13 +138,15 @@ pub const SPARSE_MAX_MEMBERS: usize = 4;
 /// a block writes at most this many keys for them.
 pub const SPARSE_BUCKETS: usize = 64;
 /// Bits of a term's hash kept beside its member in a bucket.
-pub const FINGERPRINT_BITS: u32 = 48;
+pub const FINGERPRINT_BITS: u32 = 44;
 
 /// Where an attribute term (as [`attribute_term_into`] builds it) is kept
 /// when it is sparse in its block: its bucket, from the top bits of a
 /// 64-bit hash of the term, and its fingerprint, the hash's low
 /// [`FINGERPRINT_BITS`]. Two terms of one bucket share a fingerprint with
-/// odds of 2^-48 a comparison.
+/// odds of 2^-44 a comparison: a search over 10 million spans of the load
+/// tool's shape compares about 600,000 (odds of a false match about
+/// 3 in 100 million).
 pub fn sparse_of(term: &[u8]) -> (u8, u64) {
     sparse_from_hash(xxhash_rust::xxh3::xxh3_64(term))
 }
