@@ -92,6 +92,16 @@ pub fn encode_facts(members: &[Member]) -> Vec<u8> {
     out
 }
 
+/// The first start of a block's members, from the header of its facts
+/// (every member started within [`SPREAD_US`] after it).
+pub fn facts_first_start(mut v: &[u8]) -> Option<u64> {
+    let (&FACTS_V2, rest) = v.split_first()? else {
+        return None;
+    };
+    v = rest;
+    take_varint(&mut v)
+}
+
 /// Inverse of [`encode_facts`].
 pub fn decode_facts(mut v: &[u8]) -> Option<Vec<Member>> {
     let (&FACTS_V2, rest) = v.split_first()? else {
@@ -281,6 +291,7 @@ mod tests {
             },
         ];
         let v = encode_facts(&members);
+        assert_eq!(facts_first_start(&v), Some(1_000));
         assert_eq!(decode_facts(&v), Some(members));
         // Truncated or trailing bytes are corrupt, never a panic.
         for cut in 0..v.len() {

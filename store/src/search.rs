@@ -183,8 +183,13 @@ impl Store {
             }
         }
 
-        // The newest matching span of each trace found.
+        // The newest matching span of each trace found, and once there are
+        // `limit` of them, the start of the limit-th newest: a span that
+        // started before it changes neither which traces are the newest
+        // `limit` nor the span named for them, so it is not added (and
+        // `found` stays about `limit` long).
         let mut found: HashMap<TraceId, (SpanId, u64)> = HashMap::new();
+        let mut kth: Option<u64> = None;
         let mut scanned = 0usize;
         let mut key = Vec::with_capacity(64);
         while let Some(Reverse((sfx, i))) = heap.pop() {
@@ -192,9 +197,7 @@ impl Store {
             // Every later block starts at or before this one: once the
             // limit is reached, none can hold a newer span than the
             // limit-th found.
-            if found.len() >= q.limit
-                && block_start.saturating_add(block::KEY_SLACK_US) < kth_newest(&found, q.limit)
-            {
+            if kth.is_some_and(|k| block_start.saturating_add(block::KEY_SLACK_US) < k) {
                 break;
             }
             let (it, ci, si) = &mut iters[i];
@@ -268,15 +271,32 @@ impl Store {
             let Some(v) = db.get_pinned_cf(cf, &key)? else {
                 continue;
             };
+            // Once the limit is reached, a block whose spans all started
+            // before the limit-th newest found changes nothing: its exact
+            // first start, in the facts' header, says so without decoding
+            // its members (the key's second alone leaves two seconds of
+            // blocks to read after the last one that counts).
+            if let Some(k) = kth {
+                let first = block::facts_first_start(&v).ok_or_else(|| corrupt(&sfx, "facts"))?;
+                if first.saturating_add(block::SPREAD_US) < k {
+                    continue;
+                }
+            }
             let facts = block::decode_facts(&v).ok_or_else(|| corrupt(&sfx, "facts"))?;
+            let mut changed = false;
             let mut consider = |m: &block::Member| {
-                if m.start_us < q.start_us || m.start_us > q.end_us || !q.facts_match(&m.facts) {
+                if m.start_us < q.start_us
+                    || m.start_us > q.end_us
+                    || kth.is_some_and(|k| m.start_us < k)
+                    || !q.facts_match(&m.facts)
+                {
                     return;
                 }
                 let e = found.entry(m.trace).or_insert((m.span, m.start_us));
                 if m.start_us > e.1 {
                     *e = (m.span, m.start_us);
                 }
+                changed = true;
             };
             match &members {
                 None => facts.iter().for_each(&mut consider),
@@ -284,6 +304,9 @@ impl Store {
                     .iter()
                     .filter_map(|&n| facts.get(n as usize))
                     .for_each(&mut consider),
+            }
+            if changed && found.len() >= q.limit {
+                kth = Some(kth_newest(&found, q.limit));
             }
             scanned += members.as_ref().map_or(facts.len(), Vec::len).max(1);
             if scanned > MAX_SCANNED {

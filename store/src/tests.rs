@@ -706,6 +706,36 @@ fn sparse_values_are_found_in_buckets_and_in_format_4_keys() {
 }
 
 #[test]
+fn search_skips_blocks_older_than_the_limit_th_hit_and_only_those() {
+    // Writes seconds apart, each its own block; the second block's first
+    // span started 1.5 s after the first's, and its last one 0.9 s later
+    // still, after the third block's first span.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Arc::new(ManualClock::new(T0)));
+    let write = |spans: &[(u8, u64)]| {
+        let frags: Vec<Fragment> = spans
+            .iter()
+            .map(|&(trace, at)| Fragment::Span(timed(trace, 1, None, "svc", T0 + at, 10)))
+            .collect();
+        store.write(&frags).unwrap();
+    };
+    write(&[(1, 0), (2, 100_000)]);
+    write(&[(3, 1_500_000), (4, 2_400_000)]);
+    write(&[(5, 2_000_000)]);
+    write(&[(6, 5_000_000)]);
+    let svc = |limit| SearchQuery {
+        service: Some("svc".into()),
+        limit,
+        ..query(T0, T0 + 10_000_000)
+    };
+    assert_eq!(ids(&store.search(&svc(1)).unwrap()), vec![6]);
+    assert_eq!(ids(&store.search(&svc(2)).unwrap()), vec![6, 4]);
+    assert_eq!(ids(&store.search(&svc(3)).unwrap()), vec![6, 4, 5]);
+    assert_eq!(ids(&store.search(&svc(4)).unwrap()), vec![6, 4, 5, 3]);
+    assert_eq!(ids(&store.search(&svc(6)).unwrap()), vec![6, 4, 5, 3, 2, 1]);
+}
+
+#[test]
 fn long_attribute_values_are_found_by_their_exact_value() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), Arc::new(ManualClock::new(T0)));
