@@ -732,6 +732,7 @@ fn search_skips_blocks_older_than_the_limit_th_hit_and_only_those() {
     assert_eq!(ids(&store.search(&svc(2)).unwrap()), vec![6, 4]);
     assert_eq!(ids(&store.search(&svc(3)).unwrap()), vec![6, 4, 5]);
     assert_eq!(ids(&store.search(&svc(4)).unwrap()), vec![6, 4, 5, 3]);
+    assert_eq!(ids(&store.search(&svc(5)).unwrap()), vec![6, 4, 5, 3, 2]);
     assert_eq!(ids(&store.search(&svc(6)).unwrap()), vec![6, 4, 5, 3, 2, 1]);
 }
 
