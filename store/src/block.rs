@@ -94,21 +94,21 @@ pub fn encode_facts(members: &[Member]) -> Vec<u8> {
 
 /// The first start of a block's members, from the header of its facts
 /// (every member started within [`SPREAD_US`] after it).
-pub fn facts_first_start(mut v: &[u8]) -> Option<u64> {
-    let (&FACTS_V2, rest) = v.split_first()? else {
+pub fn facts_first_start(v: &[u8]) -> Option<u64> {
+    facts_header(v).map(|(start, _)| start)
+}
+
+/// The first start of a block's facts, and the bytes after it.
+fn facts_header(v: &[u8]) -> Option<(u64, &[u8])> {
+    let (&FACTS_V2, mut rest) = v.split_first()? else {
         return None;
     };
-    v = rest;
-    take_varint(&mut v)
+    Some((take_varint(&mut rest)?, rest))
 }
 
 /// Inverse of [`encode_facts`].
-pub fn decode_facts(mut v: &[u8]) -> Option<Vec<Member>> {
-    let (&FACTS_V2, rest) = v.split_first()? else {
-        return None;
-    };
-    v = rest;
-    let min_start_us = take_varint(&mut v)?;
+pub fn decode_facts(v: &[u8]) -> Option<Vec<Member>> {
+    let (min_start_us, mut v) = facts_header(v)?;
     let n_traces = usize::try_from(take_varint(&mut v)?).ok()?;
     let ids = v.get(..n_traces.checked_mul(16)?)?;
     let traces: Vec<TraceId> = ids

@@ -169,7 +169,6 @@ fn emit_blocks(
         // A sparse attribute term goes into its bucket, an entry a member;
         // every other term is a key of its own.
         let mut sparse: Vec<(u8, u64, u32)> = Vec::with_capacity(terms.len() * 2);
-        w.puts.reserve(terms.len().min(keys::SPARSE_BUCKETS * 2));
         for (hash, t) in terms {
             let term = &arena[t.at as usize..(t.at + t.len) as usize];
             let list: &[u32] = match &t.members {
