@@ -2,8 +2,9 @@
 //! bytes (before compression); for attribute terms with keys of their own,
 //! how many list one member of their block only (format 4 gave every term
 //! a key; format 5 keeps the sparse ones in buckets, whose entries are
-//! counted); then what each kind of column family takes on disk, from RocksDB's table properties: data blocks (and how many were
-//! stored uncompressed, compression saving too little), index and filters.
+//! counted); then what each kind of column family takes on disk, from
+//! RocksDB's table properties: data blocks (and how many were stored
+//! uncompressed, compression saving too little), index and filters.
 //! Reads a data directory read-only (a running server may keep it open).
 //!
 //! `cargo build --release --workspace --example index_mix`, then

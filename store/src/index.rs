@@ -98,30 +98,31 @@ fn emit_blocks(
         // spans of a dozen terms each, would share a member list.)
         // Room for a few terms a member up front (most values are new in
         // their block): the map otherwise grows a dozen times a block.
-        let mut terms: FxHashMap<u64, Term> =
+        let mut terms: FxHashMap<u64, BlockTerm> =
             FxHashMap::with_capacity_and_hasher(members.len() * 4, Default::default());
         let mut arena: Vec<u8> = Vec::with_capacity(members.len() * 128);
         // Adds member `i` to a term's list (once, however often the member
         // carries it); true when the term is new to the block, so that the
         // catalog entries that go with it are noted once a block, not once
         // a span.
-        let add = |terms: &mut FxHashMap<u64, Term>, arena: &mut Vec<u8>, term: &[u8], i: u32| {
-            match terms.entry(xxhash_rust::xxh3::xxh3_64(term)) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    e.get_mut().members.add(i);
-                    false
+        let add =
+            |terms: &mut FxHashMap<u64, BlockTerm>, arena: &mut Vec<u8>, term: &[u8], i: u32| {
+                match terms.entry(xxhash_rust::xxh3::xxh3_64(term)) {
+                    std::collections::hash_map::Entry::Occupied(mut e) => {
+                        e.get_mut().members.add(i);
+                        false
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(BlockTerm {
+                            at: arena.len() as u32,
+                            len: term.len() as u32,
+                            members: Members::One(i),
+                        });
+                        arena.extend_from_slice(term);
+                        true
+                    }
                 }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(Term {
-                        at: arena.len() as u32,
-                        len: term.len() as u32,
-                        members: Members::One(i),
-                    });
-                    arena.extend_from_slice(term);
-                    true
-                }
-            }
-        };
+            };
         let note = |catalog: &mut FxHashSet<Vec<u8>>, entry: &[u8]| {
             if !catalog.contains(entry) {
                 catalog.insert(entry.to_vec());
@@ -203,7 +204,7 @@ fn emit_blocks(
 
 /// A term of a block: where its bytes are in the block's arena, and its
 /// members.
-struct Term {
+struct BlockTerm {
     at: u32,
     len: u32,
     members: Members,

@@ -145,7 +145,7 @@ pub const FINGERPRINT_BITS: u32 = 44;
 /// 64-bit hash of the term, and its fingerprint, the hash's low
 /// [`FINGERPRINT_BITS`]. Two terms of one bucket share a fingerprint with
 /// odds of 2^-44 a comparison: a search over 10 million spans of the load
-/// tool's shape compares about 600,000 (odds of a false match about
+/// tool's shape compares about 580,000 (odds of a false match about
 /// 3 in 100 million).
 pub fn sparse_of(term: &[u8]) -> (u8, u64) {
     sparse_from_hash(xxhash_rust::xxh3::xxh3_64(term))

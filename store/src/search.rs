@@ -8,6 +8,7 @@
 //! limit.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::block;
@@ -295,9 +296,14 @@ impl Store {
                 {
                     return;
                 }
-                let e = found.entry(m.trace).or_insert((m.span, m.start_us));
-                if m.start_us > e.1 {
-                    *e = (m.span, m.start_us);
+                match found.entry(m.trace) {
+                    Entry::Vacant(e) => {
+                        e.insert((m.span, m.start_us));
+                    }
+                    Entry::Occupied(mut e) if m.start_us > e.get().1 => {
+                        e.insert((m.span, m.start_us));
+                    }
+                    Entry::Occupied(_) => return,
                 }
                 changed = true;
             };
