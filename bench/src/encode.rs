@@ -379,8 +379,15 @@ impl Source {
 
     /// The next payload, of at most `limit` items.
     pub fn next(&mut self, limit: u64) -> Payload {
+        self.next_with_ids(limit).0
+    }
+
+    /// The next payload, of at most `limit` items, and the IDs of the traces
+    /// it holds spans of.
+    pub fn next_with_ids(&mut self, limit: u64) -> (Payload, Vec<[u8; 16]>) {
         let want = self.batch.min(limit.max(1) as usize);
-        match self.protocol {
+        let mut ids = TraceIds::default();
+        let payload = match self.protocol {
             Protocol::OtlpGrpc | Protocol::OtlpHttp | Protocol::OtlpJson => {
                 while self.otlp.len() < want {
                     let t = self.generator.trace();
@@ -389,6 +396,9 @@ impl Source {
                         .extend(t.spans.into_iter().map(|s| otlp_span(&id, s)));
                 }
                 let spans: Vec<_> = self.otlp.drain(..want).collect();
+                for (_, s) in &spans {
+                    ids.add_raw(&s.trace_id);
+                }
                 let req = otlp_request(self.generator.services(), spans);
                 let body = if self.protocol == Protocol::OtlpJson {
                     serde_json::to_vec(&req).expect("OTLP request serialises")
@@ -409,6 +419,9 @@ impl Source {
                         .extend(t.spans.into_iter().map(|s| zipkin_span(services, &hex, s)));
                 }
                 let spans: Vec<_> = self.zipkin.drain(..want).collect();
+                for s in &spans {
+                    ids.add_hex(&s.trace_id);
+                }
                 Payload {
                     body: serde_json::to_vec(&spans).expect("spans serialise").into(),
                     items: want as u64,
@@ -417,6 +430,7 @@ impl Source {
             Protocol::Udp => {
                 self.refill_annotations(1);
                 let a = self.annotations.pop_front().expect("refilled");
+                ids.add_hex(&a.trace_id);
                 Payload {
                     body: wire::encode_legacy(&a).into(),
                     items: 1,
@@ -435,12 +449,16 @@ impl Source {
                     take += 1;
                 }
                 let chunk: Vec<wire::Annotation> = self.annotations.drain(..take).collect();
+                for a in &chunk {
+                    ids.add_hex(&a.trace_id);
+                }
                 Payload {
                     body: wire::encode_batch(&chunk).into(),
                     items: take as u64,
                 }
             }
-        }
+        };
+        (payload, ids.0)
     }
 
     fn refill_annotations(&mut self, want: usize) {
@@ -452,6 +470,158 @@ impl Source {
     }
 }
 
+/// Distinct trace IDs, in the order first seen (a payload holds a few).
+#[derive(Default)]
+struct TraceIds(Vec<[u8; 16]>);
+
+impl TraceIds {
+    fn add_raw(&mut self, id: &[u8]) {
+        if let Ok(id) = <[u8; 16]>::try_from(id)
+            && !self.0.contains(&id)
+        {
+            self.0.push(id);
+        }
+    }
+
+    fn add_hex(&mut self, hex: &str) {
+        if hex.len() != 32 {
+            return;
+        }
+        let mut id = [0u8; 16];
+        for (i, b) in id.iter_mut().enumerate() {
+            match u8::from_str_radix(&hex[2 * i..2 * i + 2], 16) {
+                Ok(v) => *b = v,
+                Err(_) => return,
+            }
+        }
+        self.add_raw(&id);
+    }
+}
+
+/// A payload kept for replay: its body, and where each of its trace IDs
+/// is written in it.
+struct Pooled {
+    body: Bytes,
+    items: u64,
+    ids: Vec<[u8; 16]>,
+    /// (offset, index into `ids`, written as 32 lower-case hex digits
+    /// rather than 16 raw bytes).
+    at: Vec<(usize, usize, bool)>,
+}
+
+impl Pooled {
+    fn new(payload: Payload, ids: Vec<[u8; 16]>) -> Pooled {
+        let mut at = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let mut hex = [0u8; 32];
+            hex_into(id, &mut hex);
+            for (needle, is_hex) in [(&id[..], false), (&hex[..], true)] {
+                at.extend(memchr::memmem::find_iter(&payload.body, needle).map(|o| (o, i, is_hex)));
+            }
+        }
+        Pooled {
+            body: payload.body,
+            items: payload.items,
+            ids,
+            at,
+        }
+    }
+
+    /// The body with every trace ID XORed with `mask`.
+    fn masked(&self, mask: &[u8; 16]) -> Bytes {
+        let mut body = self.body.to_vec();
+        let ids: Vec<[u8; 16]> = self
+            .ids
+            .iter()
+            .map(|id| std::array::from_fn(|i| id[i] ^ mask[i]))
+            .collect();
+        for &(o, i, is_hex) in &self.at {
+            if is_hex {
+                hex_into(&ids[i], &mut body[o..o + 32]);
+            } else {
+                body[o..o + 16].copy_from_slice(&ids[i]);
+            }
+        }
+        body.into()
+    }
+}
+
+fn hex_into(id: &[u8; 16], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in id.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+}
+
+/// Payloads made once, before the clock starts, and then sent over and
+/// over, each round with every trace ID XORed with a new random mask: the
+/// server sees new traces of the same shape, and this tool's CPU goes to
+/// sending rather than to making spans (which costs it several times what
+/// sending does, on the same cores as the server).
+///
+/// Only trace IDs change between rounds: attribute values repeat once a
+/// round (a pool of 65,536 spans is some 100 write batches, so never
+/// within one of the store's index blocks), and timestamps are those of
+/// the first round.
+pub struct Replay {
+    source: Source,
+    pool_items: u64,
+    pool: Vec<Pooled>,
+    next: usize,
+    /// The mask of the current round (zero in the first).
+    mask: [u8; 16],
+    masks: fastrand::Rng,
+}
+
+impl Replay {
+    /// Replays `pool_items` items of `source` (0: every payload made anew).
+    pub fn new(source: Source, pool_items: u64, seed: u64) -> Replay {
+        Replay {
+            source,
+            pool_items,
+            pool: Vec::new(),
+            next: 0,
+            mask: [0; 16],
+            masks: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// The next payload, of at most `limit` items. The first call makes the
+    /// pool.
+    pub fn next(&mut self, limit: u64) -> Payload {
+        if self.pool_items == 0 {
+            return self.source.next(limit);
+        }
+        if self.pool.is_empty() {
+            let target = self.pool_items.min(limit.max(1));
+            let mut made = 0;
+            while made < target {
+                let (p, ids) = self.source.next_with_ids(target - made);
+                made += p.items;
+                self.pool.push(Pooled::new(p, ids));
+            }
+        }
+        let p = &self.pool[self.next];
+        if p.items > limit {
+            // The run's last, shorter payload.
+            return self.source.next(limit);
+        }
+        let body = if self.mask == [0; 16] {
+            p.body.clone()
+        } else {
+            p.masked(&self.mask)
+        };
+        let items = p.items;
+        self.next += 1;
+        if self.next == self.pool.len() {
+            self.next = 0;
+            self.mask = std::array::from_fn(|_| self.masks.u8(..));
+        }
+        Payload { body, items }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,6 +629,104 @@ mod tests {
 
     fn source(p: Protocol, batch: usize) -> Source {
         Source::new(Generator::new(Shape::default(), 1), p, batch, 8_192)
+    }
+
+    /// A payload's trace IDs (hex), and its body with them blanked, decoded
+    /// in its protocol.
+    fn ids_and_rest(p: Protocol, body: &[u8]) -> (Vec<String>, String) {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        match p {
+            Protocol::OtlpGrpc => {
+                let mut req = ExportTraceServiceRequest::decode(body).unwrap();
+                let mut ids = Vec::new();
+                for s in req
+                    .resource_spans
+                    .iter_mut()
+                    .flat_map(|r| &mut r.scope_spans)
+                    .flat_map(|s| &mut s.spans)
+                {
+                    ids.push(hex(&s.trace_id));
+                    s.trace_id.clear();
+                }
+                (ids, format!("{req:?}"))
+            }
+            Protocol::ZipkinJson => {
+                let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
+                let mut ids = Vec::new();
+                for s in v.as_array_mut().unwrap() {
+                    ids.push(s["traceId"].as_str().unwrap().to_string());
+                    s["traceId"] = serde_json::Value::Null;
+                }
+                (ids, v.to_string())
+            }
+            Protocol::Udp | Protocol::UdpBatch => {
+                let mut anns = match wire::decode_datagram(body).unwrap() {
+                    wire::Datagram::Legacy(a) => vec![a],
+                    wire::Datagram::Batch(b) => b,
+                };
+                let ids = anns.iter().map(|a| a.trace_id.clone()).collect();
+                for a in &mut anns {
+                    a.trace_id.clear();
+                }
+                (ids, format!("{anns:?}"))
+            }
+            other => unreachable!("{other:?} is not replayed in this test"),
+        }
+    }
+
+    #[test]
+    fn replayed_rounds_change_the_trace_ids_and_nothing_else() {
+        for p in [
+            Protocol::OtlpGrpc,
+            Protocol::ZipkinJson,
+            Protocol::Udp,
+            Protocol::UdpBatch,
+        ] {
+            let mut r = Replay::new(source(p, 64), 300, 9);
+            let first = r.next(u64::MAX);
+            let per_round = r.pool.len();
+            assert!(per_round > 1, "{p:?}: a pool of several payloads");
+            let mut rounds: Vec<Vec<Payload>> = vec![vec![first]];
+            rounds[0].extend((1..per_round).map(|_| r.next(u64::MAX)));
+            for _ in 0..2 {
+                rounds.push((0..per_round).map(|_| r.next(u64::MAX)).collect());
+            }
+            let items: u64 = rounds[0].iter().map(|p| p.items).sum();
+            assert!(items >= 300, "{p:?}: the pool holds {items} items");
+            let mut seen = std::collections::HashSet::new();
+            for (n, round) in rounds.iter().enumerate() {
+                let mut ids = std::collections::HashSet::new();
+                for (i, payload) in round.iter().enumerate() {
+                    assert_eq!(payload.items, rounds[0][i].items);
+                    let (these, rest) = ids_and_rest(p, &payload.body);
+                    let (firsts, first_rest) = ids_and_rest(p, &rounds[0][i].body);
+                    assert_eq!(rest, first_rest, "{p:?} round {n}: all but the IDs alike");
+                    // One new ID for each first-round ID, the same throughout.
+                    for (a, b) in these.iter().zip(&firsts) {
+                        assert_eq!(a.len(), 32);
+                        if n == 0 {
+                            assert_eq!(a, b);
+                        }
+                        ids.insert((a.clone(), b.clone()));
+                    }
+                }
+                let news: std::collections::HashSet<_> = ids.iter().map(|(a, _)| a).collect();
+                let olds: std::collections::HashSet<_> = ids.iter().map(|(_, b)| b).collect();
+                assert_eq!(news.len(), olds.len(), "{p:?} round {n}: one to one");
+                assert_eq!(news.len(), ids.len(), "{p:?} round {n}: one to one");
+                for id in news {
+                    assert!(seen.insert(id.clone()), "{p:?} round {n}: {id} seen before");
+                }
+            }
+        }
+        // A limit below a pooled payload's items makes a shorter one anew,
+        // and no pool at all makes every payload anew.
+        let mut r = Replay::new(source(Protocol::OtlpGrpc, 64), 300, 9);
+        assert_eq!(r.next(u64::MAX).items, 64);
+        assert_eq!(r.next(5).items, 5);
+        let mut fresh = Replay::new(source(Protocol::OtlpGrpc, 64), 0, 9);
+        assert_eq!(fresh.next(u64::MAX).items, 64);
+        assert!(fresh.pool.is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::encode::{Payload, Source};
+use crate::encode::{Payload, Replay, Source};
 use crate::scrape::{self, Samples};
 use crate::shape::{Generator, Shape};
 use crate::stats::{self, Latency, count, mib, rate};
@@ -49,6 +49,9 @@ pub struct Config {
     pub concurrency: usize,
     pub max_datagram: usize,
     pub shape: Shape,
+    /// Items made before the clock starts and sent over and over under new
+    /// trace IDs (0: every payload made anew).
+    pub pool: u64,
     /// Print a progress line a second (stderr).
     pub progress: bool,
     /// The progress line's prefix.
@@ -83,6 +86,7 @@ impl Config {
             concurrency: a.concurrency,
             max_datagram: a.max_datagram,
             shape: a.shape.shape()?,
+            pool: a.pool,
             progress: !a.quiet,
             label: "ingest",
         })
@@ -192,6 +196,9 @@ pub struct IngestReport {
     pub concurrency: Option<usize>,
     pub max_datagram: Option<usize>,
     pub shape: ShapeReport,
+    /// Items made before the clock started and sent over and over under
+    /// new trace IDs (0: every payload made anew).
+    pub pool: u64,
     /// `spans`, or `annotations` for UDP.
     pub unit: &'static str,
     /// How long sending lasted.
@@ -262,6 +269,18 @@ impl IngestReport {
             sh.spans_per_trace,
             sh.services,
             sh.seed
+        );
+        let _ = writeln!(
+            o,
+            "  payloads      {}",
+            if self.pool == 0 {
+                "each made anew while sending".to_string()
+            } else {
+                format!(
+                    "{} {unit} made before the clock started, sent over and over, each round under new trace IDs",
+                    count(self.pool)
+                )
+            }
         );
         let what = if self.protocol.is_udp() {
             "datagrams"
@@ -400,39 +419,51 @@ pub async fn run(cfg: Config) -> Result<IngestReport> {
     } else {
         None
     };
-    let cpu_before = scrape::own_cpu_seconds();
-
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mut source = Source::new(
-        Generator::new(cfg.shape.clone(), nonce),
-        cfg.protocol,
-        cfg.batch,
-        cfg.max_datagram,
+    let mut source = Replay::new(
+        Source::new(
+            Generator::new(cfg.shape.clone(), nonce),
+            cfg.protocol,
+            cfg.batch,
+            cfg.max_datagram,
+        ),
+        cfg.pool,
+        nonce,
     );
-    // A short queue: enough to keep the sender busy, not so much that the
-    // generator runs far ahead of it.
-    let depth = match cfg.protocol {
-        Protocol::Udp => 4_096,
-        Protocol::UdpBatch => 64,
-        _ => 2 * cfg.concurrency + 4,
-    };
-    let (tx, mut rx) = mpsc::channel::<Payload>(depth);
     let limit = cfg.limit.unwrap_or(u64::MAX);
-    std::thread::Builder::new()
-        .name("bench-generator".into())
-        .spawn(move || {
-            let mut made = 0u64;
-            while made < limit {
-                let p = source.next(limit - made);
-                made += p.items;
-                if tx.blocking_send(p).is_err() {
-                    return;
+    let mut feed = if cfg.protocol.is_udp() && cfg.pool > 0 {
+        // Replayed datagrams are cheap to make: the sending thread makes
+        // them itself, with no hand-over from thread to thread for each.
+        Feed::Direct {
+            source: Box::new(source),
+            left: limit,
+        }
+    } else {
+        // A short queue: enough to keep the sender busy, not so much that
+        // the generator runs far ahead of it.
+        let depth = match cfg.protocol {
+            Protocol::Udp => 4_096,
+            Protocol::UdpBatch => 64,
+            _ => 2 * cfg.concurrency + 4,
+        };
+        let (tx, rx) = mpsc::channel::<Payload>(depth);
+        std::thread::Builder::new()
+            .name("bench-generator".into())
+            .spawn(move || {
+                let mut made = 0u64;
+                while made < limit {
+                    let p = source.next(limit - made);
+                    made += p.items;
+                    if tx.blocking_send(p).is_err() {
+                        return;
+                    }
                 }
-            }
-        })?;
+            })?;
+        Feed::Queue(rx)
+    };
 
     let counters = Arc::new(Counters::default());
     let client = if cfg.protocol.is_udp() {
@@ -440,10 +471,16 @@ pub async fn run(cfg: Config) -> Result<IngestReport> {
     } else {
         Some(Client::connect(cfg.protocol, cfg.target).await?)
     };
-    // The clock starts with the first payload ready.
-    let Some(first) = rx.recv().await else {
+    // The clock starts with the first payload ready (a pool is made by
+    // then), and so does the count of this tool's CPU.
+    let first = match &mut feed {
+        Feed::Queue(rx) => rx.recv().await,
+        Feed::Direct { .. } => feed.next_blocking(),
+    };
+    let Some(first) = first else {
         return Err(Error::Args("nothing to send".into()));
     };
+    let cpu_before = scrape::own_cpu_seconds();
     let start = Instant::now();
     let progress = cfg.progress.then(|| {
         tokio::spawn(progress_loop(
@@ -455,11 +492,16 @@ pub async fn run(cfg: Config) -> Result<IngestReport> {
     });
 
     let (window, drain) = match client {
-        Some(client) => send_requests(&cfg, client, first, rx, &counters, start).await,
+        Some(client) => {
+            let Feed::Queue(rx) = feed else {
+                unreachable!("requests are fed through the queue")
+            };
+            send_requests(&cfg, client, first, rx, &counters, start).await
+        }
         None => {
             let c = counters.clone();
             let cfg2 = cfg.clone();
-            tokio::task::spawn_blocking(move || send_datagrams(&cfg2, first, rx, &c, start))
+            tokio::task::spawn_blocking(move || send_datagrams(&cfg2, first, feed, &c, start))
                 .await
                 .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??
         }
@@ -506,6 +548,7 @@ pub async fn run(cfg: Config) -> Result<IngestReport> {
         concurrency: (!udp).then_some(cfg.concurrency),
         max_datagram: (cfg.protocol == Protocol::UdpBatch).then_some(cfg.max_datagram),
         shape: ShapeReport::from(&cfg.shape),
+        pool: cfg.pool,
         unit: cfg.protocol.unit(),
         seconds: window.as_secs_f64(),
         drain_seconds: drain.as_secs_f64(),
@@ -687,7 +730,7 @@ async fn send_requests(
 fn send_datagrams(
     cfg: &Config,
     first: Payload,
-    mut rx: mpsc::Receiver<Payload>,
+    mut feed: Feed,
     counters: &Counters,
     start: Instant,
 ) -> Result<(Duration, Duration)> {
@@ -703,9 +746,11 @@ fn send_datagrams(
     let mut sent_items = 0u64;
     while let Some(p) = next.take() {
         if let Rate::PerSecond(r) = cfg.rate {
+            // Up to a millisecond early, so that the thread wakes about once
+            // a millisecond rather than once a datagram.
             let due = start + Duration::from_secs_f64(sent_items as f64 / r);
             let now = Instant::now();
-            if due > now {
+            if due > now + PACING_SLACK {
                 std::thread::sleep(due - now);
             }
         }
@@ -718,9 +763,37 @@ fn send_datagrams(
         if let Err(e) = socket.send(&p.body) {
             counters.error(p.items, format!("send: {e}"));
         }
-        next = rx.blocking_recv();
+        next = feed.next_blocking();
     }
     Ok((start.elapsed(), Duration::ZERO))
+}
+
+/// How far ahead of its schedule the UDP sender may be at a fixed rate.
+const PACING_SLACK: Duration = Duration::from_millis(1);
+
+/// Where the sender takes its payloads from.
+enum Feed {
+    /// Made on the generator thread.
+    Queue(mpsc::Receiver<Payload>),
+    /// Made by the sending thread itself, `left` items more at most.
+    Direct { source: Box<Replay>, left: u64 },
+}
+
+impl Feed {
+    /// The next payload (blocking); None when there are no more.
+    fn next_blocking(&mut self) -> Option<Payload> {
+        match self {
+            Feed::Queue(rx) => rx.blocking_recv(),
+            Feed::Direct { source, left } => {
+                if *left == 0 {
+                    return None;
+                }
+                let p = source.next(*left);
+                *left -= p.items.min(*left);
+                Some(p)
+            }
+        }
+    }
 }
 
 /// Prints a line a second: rates over the last second, totals, in flight;

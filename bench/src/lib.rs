@@ -349,6 +349,12 @@ pub struct IngestArgs {
     /// Largest batched UDP datagram, in bytes.
     #[arg(long, default_value_t = 8_192, value_name = "BYTES")]
     pub max_datagram: usize,
+    /// Spans (annotations for UDP) made and encoded before the clock
+    /// starts, then sent over and over, each round with new trace IDs, so
+    /// that this tool spends its CPU sending rather than making spans; 0
+    /// makes every payload anew while sending.
+    #[arg(long, default_value_t = 65_536, value_name = "N")]
+    pub pool: u64,
     /// Print the final report as JSON on stdout (the text report then goes
     /// to stderr).
     #[arg(long)]

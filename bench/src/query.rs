@@ -309,6 +309,9 @@ pub async fn run(a: &QueryArgs) -> Result<QueryReport> {
             concurrency: a.concurrency,
             max_datagram: 8_192,
             shape: shape.clone(),
+            // Every span anew: searches need values and times that do not
+            // repeat.
+            pool: 0,
             progress: !a.quiet,
             label: "fill",
         })
