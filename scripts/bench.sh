@@ -66,6 +66,11 @@ for protocol in otlp-grpc otlp-http otlp-json zipkin-json udp udp-batch; do
 done
 ingest "ingest-otlp-grpc-100k" --protocol otlp-grpc --rate 100k --duration "${secs}s"
 ingest "ingest-udp-batch-100k" --protocol udp-batch --rate 100k --duration "${secs}s"
+# Over UDP `max` floods the socket far beyond what any server reads; fixed
+# rates show where phosphor stops keeping up.
+for r in 200k 300k; do
+  ingest "ingest-udp-batch-$r" --protocol udp-batch --rate "$r" --duration "${secs}s"
+done
 
 # The UDP reference: the same batched datagrams, read by a plain recv loop.
 for i in $(seq "$runs"); do
