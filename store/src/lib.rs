@@ -63,16 +63,18 @@ pub use summary::Summary;
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
-/// The on-disk format this build writes. Format 5 keeps a block's
-/// attribute terms that list few members in buckets
-/// ([`keys::IDX_SPARSE`]); format 4 gave each a key of its own, and
+/// The on-disk format this build writes. Format 6 writes a record's
+/// annotations through its string table (format 5 wrote each as postcard).
+/// Format 5 keeps a block's attribute terms that list few members in
+/// buckets ([`keys::IDX_SPARSE`]); format 4 gave each a key of its own, and
 /// stored span records in version 2 (a string table a record), where
-/// format 3's are all version 1. A format 3 or 4 store is read as it is and
-/// marked 5 once opened, as new records and index blocks go in beside the
-/// old: search reads a term from its own keys and its buckets alike.
-pub const FORMAT_VERSION: u32 = 5;
+/// format 3's are all version 1. A format 3, 4 or 5 store is read as it is
+/// and marked 6 once opened, as new records and index blocks go in beside
+/// the old: search reads a term from its own keys and its buckets alike,
+/// and a record's annotations are read in either form.
+pub const FORMAT_VERSION: u32 = 6;
 /// The earlier formats this build opens and upgrades in place.
-const UPGRADED_FORMATS: [u32; 2] = [3, 4];
+const UPGRADED_FORMATS: [u32; 3] = [3, 4, 5];
 
 /// Where the store reads the time (injectable for tests of retention).
 pub trait Clock: Send + Sync + std::fmt::Debug {

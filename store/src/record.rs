@@ -9,8 +9,11 @@
 //! start), in microseconds where every time of the record is a whole one.
 //! Span and link IDs are kept together, apart from the rest, so that the
 //! compressor sees the spans' repeating structure unbroken.
-//! Annotations are kept as version 1 keeps them. Version 1 (postcard
-//! of the fragments) is still read.
+//! Annotations use the same string table, their IDs kept with the spans'
+//! and their timestamps as differences from the previous annotation's
+//! (store format 6; before it each annotation was postcard, as version 1
+//! keeps them, which is still read). Version 1 (postcard of the
+//! fragments) is still read.
 //!
 //! Decoding untrusted bytes never panics: whatever does not parse is an
 //! error naming what was wrong.
@@ -20,8 +23,8 @@ use rustc_hash::FxHashMap;
 use crate::block::{put_varint, take_varint};
 
 use crate::model::{
-    Event, Fragment, KeyValue, Link, Protocol, Span, SpanId, SpanKind, StatusCode, Text, TraceId,
-    Value,
+    Annotation, AnnotationType, Event, Fragment, KeyValue, LegacyIds, Link, Protocol, Span, SpanId,
+    SpanKind, StatusCode, Text, TraceId, Value,
 };
 
 /// A record of postcard-encoded fragments.
@@ -30,7 +33,30 @@ pub const RECORD_V1: u8 = 1;
 pub const RECORD_V2: u8 = 2;
 
 const FRAG_SPAN: u8 = 0;
+/// An annotation as postcard (written before store format 6).
 const FRAG_ANNOTATION: u8 = 1;
+/// An annotation through the string table.
+const FRAG_ANNOTATION_TABLED: u8 = 2;
+
+// Flags of a tabled annotation.
+const A_OTHER_TRACE: u8 = 1;
+const A_HAS_PARENT: u8 = 2;
+const A_ONE_WAY: u8 = 4;
+const A_LEGACY_TRACE: u8 = 8;
+const A_LEGACY_SPAN: u8 = 16;
+const A_LEGACY_PARENT: u8 = 32;
+const A_FLAGS: u8 = 63;
+
+fn annotation_type_byte(t: AnnotationType) -> u8 {
+    match t {
+        AnnotationType::ClientSend => 1,
+        AnnotationType::ClientRecv => 2,
+        AnnotationType::ServerRecv => 3,
+        AnnotationType::ServerSend => 4,
+        AnnotationType::Timeout => 5,
+        AnnotationType::Annotation => 6,
+    }
+}
 
 const HAS_PARENT: u8 = 1;
 const PARENT_IN_RECORD: u8 = 2;
@@ -204,6 +230,52 @@ impl<'a> Encoder<'a> {
 
     /// Writes a span; `parent_index` is its parent's number where the
     /// parent is an earlier span of the record.
+    /// Writes an annotation: flags, type, timestamp (from `prev_us`),
+    /// duration, strings by number; its IDs go with the spans'.
+    fn annotation(&mut self, a: &'a Annotation, trace: TraceId, prev_us: i64) {
+        let mut body = std::mem::take(&mut self.body);
+        body.push(FRAG_ANNOTATION_TABLED);
+        let legacy = [
+            (A_LEGACY_TRACE, a.legacy.trace.as_deref()),
+            (A_LEGACY_SPAN, a.legacy.span.as_deref()),
+            (A_LEGACY_PARENT, a.legacy.parent.as_deref()),
+        ];
+        let mut flags = 0;
+        if a.trace_id != trace {
+            flags |= A_OTHER_TRACE;
+            self.ids.extend_from_slice(&a.trace_id.0);
+        }
+        self.ids.extend_from_slice(&a.span_id.0);
+        if let Some(p) = a.parent_id {
+            flags |= A_HAS_PARENT;
+            self.ids.extend_from_slice(&p.0);
+        }
+        if a.one_way {
+            flags |= A_ONE_WAY;
+        }
+        for (flag, s) in legacy {
+            if s.is_some() {
+                flags |= flag;
+            }
+        }
+        body.push(flags);
+        body.push(annotation_type_byte(a.kind));
+        put_varint(&mut body, zigzag(a.timestamp_us.wrapping_sub(prev_us)));
+        put_varint(&mut body, zigzag(a.duration_us));
+        for s in legacy.into_iter().filter_map(|(_, s)| s) {
+            self.put_string(&mut body, s);
+        }
+        for s in [&a.hostname, &a.origin, &a.destination, &a.payload] {
+            self.put_string(&mut body, s);
+        }
+        put_varint(&mut body, a.attributes.len() as u64);
+        for (k, v) in &a.attributes {
+            self.put_string(&mut body, k);
+            self.put_string(&mut body, v);
+        }
+        self.body = body;
+    }
+
     fn span(&mut self, s: &'a Span, trace: TraceId, prev_start: u64, parent_index: Option<u32>) {
         let unit = self.unit;
         let mut body = std::mem::take(&mut self.body);
@@ -324,6 +396,7 @@ pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> 
     let mut earlier: FxHashMap<SpanId, u32> = FxHashMap::default();
     let mut spans = 0u32;
     let mut prev_start = 0u64;
+    let mut prev_annotation_us = 0i64;
     for f in fragments {
         match f {
             Fragment::Span(s) => {
@@ -339,13 +412,8 @@ pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> 
                 spans += 1;
             }
             Fragment::Annotation(a) => {
-                enc.body.push(FRAG_ANNOTATION);
-                let mut bytes = std::mem::take(&mut enc.scratch);
-                bytes.clear();
-                let bytes = postcard::to_extend(a, bytes).map_err(|e| e.to_string())?;
-                put_varint(&mut enc.body, bytes.len() as u64);
-                enc.body.extend_from_slice(&bytes);
-                enc.scratch = bytes;
+                enc.annotation(a, trace, prev_annotation_us);
+                prev_annotation_us = a.timestamp_us;
             }
         }
     }
@@ -593,6 +661,7 @@ pub fn decode_v2_into(body: &[u8], out: &mut Vec<Fragment>) -> Parse<()> {
     out.reserve(n);
     let mut span_ids: Vec<SpanId> = Vec::with_capacity(n);
     let mut prev_start = 0u64;
+    let mut prev_annotation_us = 0i64;
     for _ in 0..n {
         match d.byte()? {
             FRAG_SPAN => {
@@ -684,6 +753,65 @@ pub fn decode_v2_into(body: &[u8], out: &mut Vec<Fragment>) -> Parse<()> {
                 let n = d.count("annotation length")?;
                 let a = postcard::from_bytes(d.bytes(n)?).map_err(|e| e.to_string())?;
                 out.push(Fragment::Annotation(a));
+            }
+            FRAG_ANNOTATION_TABLED => {
+                let flags = d.byte()?;
+                if flags & !A_FLAGS != 0 {
+                    return Err(format!("unknown annotation flags {flags:#x}"));
+                }
+                let kind = d.byte()?;
+                let kind = AnnotationType::from_wire(i32::from(kind))
+                    .ok_or_else(|| format!("unknown annotation type {kind}"))?;
+                let trace_id = if flags & A_OTHER_TRACE != 0 {
+                    TraceId(ids.array()?)
+                } else {
+                    trace
+                };
+                let span_id = SpanId(ids.array()?);
+                let parent_id = if flags & A_HAS_PARENT != 0 {
+                    Some(SpanId(ids.array()?))
+                } else {
+                    None
+                };
+                let timestamp_us = prev_annotation_us.wrapping_add(unzigzag(d.varint()?));
+                prev_annotation_us = timestamp_us;
+                let duration_us = unzigzag(d.varint()?);
+                let mut legacy = |flag: u8| -> Parse<Option<String>> {
+                    Ok(if flags & flag != 0 {
+                        Some(d.string()?.to_string())
+                    } else {
+                        None
+                    })
+                };
+                let legacy = LegacyIds {
+                    trace: legacy(A_LEGACY_TRACE)?,
+                    span: legacy(A_LEGACY_SPAN)?,
+                    parent: legacy(A_LEGACY_PARENT)?,
+                };
+                let hostname = d.text()?;
+                let origin = d.text()?;
+                let destination = d.text()?;
+                let payload = d.text()?;
+                let n = d.count("attribute")?;
+                let mut attributes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    attributes.push((d.text()?, d.text()?));
+                }
+                out.push(Fragment::Annotation(Annotation {
+                    trace_id,
+                    span_id,
+                    parent_id,
+                    legacy,
+                    kind,
+                    one_way: flags & A_ONE_WAY != 0,
+                    timestamp_us,
+                    duration_us,
+                    hostname,
+                    origin,
+                    destination,
+                    payload,
+                    attributes,
+                }));
             }
             t => return Err(format!("unknown fragment tag {t}")),
         }
@@ -825,11 +953,37 @@ mod tests {
             payload: "{}".into(),
             attributes: vec![("method".into(), "GET".into())],
         };
+        // Another trace's, every legacy ID, one way, no parent, earlier than
+        // the one before it, a negative duration, a repeated key.
+        let other = Annotation {
+            trace_id: TraceId([2; 16]),
+            span_id: SpanId([6; 8]),
+            parent_id: None,
+            legacy: LegacyIds {
+                trace: Some("t".into()),
+                span: Some("legacy-span".into()),
+                parent: Some("".into()),
+            },
+            kind: AnnotationType::Timeout,
+            one_way: true,
+            timestamp_us: -5,
+            duration_us: -1,
+            hostname: "".into(),
+            origin: "api".into(),
+            destination: "".into(),
+            payload: "a payload longer than twenty-four bytes, é".into(),
+            attributes: vec![
+                ("method".into(), "GET".into()),
+                ("method".into(), "POST".into()),
+                ("host".into(), "host".into()),
+            ],
+        };
         let same_id = span(1, 3, Some(3), 1_000_000_001);
         vec![
             Fragment::Span(child_first),
             Fragment::Span(parent),
             Fragment::Annotation(annotation),
+            Fragment::Annotation(other),
             Fragment::Span(after_parent),
             Fragment::Span(outside_parent),
             Fragment::Span(other_trace),
@@ -838,8 +992,9 @@ mod tests {
     }
 
     /// An annotation as the model had it before its strings became
-    /// `Text`: records stored then must read back, and be written now,
-    /// byte for byte the same.
+    /// `Text`: records stored then must read back, and postcard of the
+    /// model must stay byte for byte the same (annotations were postcard in
+    /// records until store format 6, and those records are still read).
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct StringAnnotation {
         trace_id: TraceId,
@@ -895,6 +1050,35 @@ mod tests {
     /// Equality that holds NaN equal to itself (the bits must match).
     fn same(a: &[Fragment], b: &[Fragment]) -> bool {
         format!("{a:?}") == format!("{b:?}")
+    }
+
+    #[test]
+    fn annotations_written_as_postcard_before_format_6_are_still_read() {
+        let annotations: Vec<Fragment> = mixed()
+            .into_iter()
+            .filter(|f| matches!(f, Fragment::Annotation(_)))
+            .collect();
+        assert_eq!(annotations.len(), 2);
+        // A record as format 5 wrote it: an empty string table, no
+        // resources or IDs, each annotation as postcard.
+        let mut old = vec![RECORD_V2, 0];
+        old.extend_from_slice(&[1; 16]);
+        old.extend_from_slice(&[0, 0, 0]);
+        put_varint(&mut old, annotations.len() as u64);
+        for f in &annotations {
+            let Fragment::Annotation(a) = f else {
+                unreachable!()
+            };
+            old.push(FRAG_ANNOTATION);
+            let bytes = postcard::to_allocvec(a).unwrap();
+            put_varint(&mut old, bytes.len() as u64);
+            old.extend_from_slice(&bytes);
+        }
+        assert_eq!(decode_v2(&old[1..]).unwrap(), annotations);
+        // Written now, through the table: smaller, and read back the same.
+        let new = encoded(&annotations);
+        assert!(new.len() < old.len(), "{} against {}", new.len(), old.len());
+        assert_eq!(decode_v2(&new[1..]).unwrap(), annotations);
     }
 
     #[test]

@@ -225,7 +225,7 @@ fn another_format_version_is_a_clear_error() {
 }
 
 #[test]
-fn a_format_3_store_is_opened_and_marked_5() {
+fn a_format_3_store_is_opened_and_marked_6() {
     let dir = tempfile::tempdir().unwrap();
     let old = span(6, 1, "api", "old");
     let older = span(6, 2, "api", "older");
@@ -249,7 +249,7 @@ fn a_format_3_store_is_opened_and_marked_5() {
     let meta = store.cf(cf::META).unwrap();
     let marker = store.db.get_cf(&meta, keys::META_FORMAT).unwrap().unwrap();
     assert_eq!(marker, FORMAT_VERSION.to_be_bytes());
-    assert_eq!(FORMAT_VERSION, 5);
+    assert_eq!(FORMAT_VERSION, 6);
     // Records come back in key order: the version 1 record was given the
     // first sequence number.
     assert_eq!(store.trace(TraceId([6; 16])).unwrap(), vec![older, old]);
