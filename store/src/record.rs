@@ -825,6 +825,23 @@ pub fn decode_v2_into(body: &[u8], out: &mut Vec<Fragment>) -> Parse<()> {
     Ok(())
 }
 
+/// A version 2 record of annotations as store format 5 wrote it: an empty
+/// string table, no resources or IDs, each annotation as postcard.
+#[cfg(test)]
+pub(crate) fn postcard_annotations_v2(trace: TraceId, annotations: &[&Annotation]) -> Vec<u8> {
+    let mut old = vec![RECORD_V2, 0];
+    old.extend_from_slice(&trace.0);
+    old.extend_from_slice(&[0, 0, 0]);
+    put_varint(&mut old, annotations.len() as u64);
+    for a in annotations {
+        old.push(FRAG_ANNOTATION);
+        let bytes = postcard::to_allocvec(a).expect("annotations serialize");
+        put_varint(&mut old, bytes.len() as u64);
+        old.extend_from_slice(&bytes);
+    }
+    old
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1059,21 +1076,14 @@ mod tests {
             .filter(|f| matches!(f, Fragment::Annotation(_)))
             .collect();
         assert_eq!(annotations.len(), 2);
-        // A record as format 5 wrote it: an empty string table, no
-        // resources or IDs, each annotation as postcard.
-        let mut old = vec![RECORD_V2, 0];
-        old.extend_from_slice(&[1; 16]);
-        old.extend_from_slice(&[0, 0, 0]);
-        put_varint(&mut old, annotations.len() as u64);
-        for f in &annotations {
-            let Fragment::Annotation(a) = f else {
-                unreachable!()
-            };
-            old.push(FRAG_ANNOTATION);
-            let bytes = postcard::to_allocvec(a).unwrap();
-            put_varint(&mut old, bytes.len() as u64);
-            old.extend_from_slice(&bytes);
-        }
+        let refs: Vec<&Annotation> = annotations
+            .iter()
+            .filter_map(|f| match f {
+                Fragment::Annotation(a) => Some(a),
+                Fragment::Span(_) => None,
+            })
+            .collect();
+        let old = postcard_annotations_v2(TraceId([1; 16]), &refs);
         assert_eq!(decode_v2(&old[1..]).unwrap(), annotations);
         // Written now, through the table: smaller, and read back the same.
         let new = encoded(&annotations);

@@ -895,6 +895,41 @@ fn put_record(store: &Store, trace: TraceId, value: &[u8]) {
 }
 
 #[test]
+fn annotations_of_a_format_5_record_are_read_beside_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let trace = TraceId([8; 16]);
+    let annotation = |kind: AnnotationType, at: i64| Annotation {
+        trace_id: trace,
+        span_id: SpanId([3; 8]),
+        parent_id: None,
+        legacy: LegacyIds::default(),
+        kind,
+        one_way: false,
+        timestamp_us: at,
+        duration_us: 0,
+        hostname: "host-1".into(),
+        origin: "api".into(),
+        destination: "cards".into(),
+        payload: String::new().into(),
+        attributes: vec![("operation".into(), "GET /cards".into())],
+    };
+    let old = annotation(AnnotationType::ClientSend, 1_000);
+    let new = Fragment::Annotation(annotation(AnnotationType::ClientRecv, 3_000));
+    store.write(std::slice::from_ref(&new)).unwrap();
+    // Written before, as format 5 did: first in the trace's key order.
+    put_record(
+        &store,
+        trace,
+        &record::postcard_annotations_v2(trace, &[&old]),
+    );
+    assert_eq!(
+        store.trace(trace).unwrap(),
+        vec![Fragment::Annotation(old), new]
+    );
+}
+
+#[test]
 fn records_written_in_version_1_are_still_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
