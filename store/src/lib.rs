@@ -553,10 +553,7 @@ impl Store {
         let mut records = Vec::with_capacity(traces.len());
         for (i, (trace, frags)) in traces.into_iter().enumerate() {
             let mut buf = Vec::new();
-            record::encode(frags, &mut buf).map_err(|reason| Error::Corrupt {
-                key: trace.to_hex(),
-                reason,
-            })?;
+            record::encode(frags, &mut buf);
             records.push((keys::fragment_key(trace, seq0 + i as u64).to_vec(), buf));
         }
 
@@ -782,10 +779,7 @@ impl Store {
         let meta = self.cf(cf::META)?;
         let refs: Vec<&Fragment> = fragments.iter().collect();
         let mut buf = Vec::new();
-        record::encode(&refs, &mut buf).map_err(|reason| Error::Corrupt {
-            key: id.to_hex(),
-            reason,
-        })?;
+        record::encode(&refs, &mut buf);
         // One record with the whole trace as it is now, replacing any
         // earlier pinned copy.
         let mut batch = WriteBatch::default();

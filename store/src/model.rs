@@ -396,6 +396,18 @@ impl AnnotationType {
         })
     }
 
+    /// The wire enum's number (what [`AnnotationType::from_wire`] takes).
+    pub fn wire(self) -> u8 {
+        match self {
+            AnnotationType::ClientSend => 1,
+            AnnotationType::ClientRecv => 2,
+            AnnotationType::ServerRecv => 3,
+            AnnotationType::ServerSend => 4,
+            AnnotationType::Timeout => 5,
+            AnnotationType::Annotation => 6,
+        }
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -626,6 +638,16 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(original.as_deref(), Some("req-2015-07-01-abc"));
+    }
+
+    #[test]
+    fn annotation_types_have_their_wire_numbers_both_ways() {
+        for n in 1..=6u8 {
+            let t = AnnotationType::from_wire(i32::from(n)).unwrap();
+            assert_eq!(t.wire(), n, "{t:?}");
+        }
+        assert_eq!(AnnotationType::from_wire(0), None);
+        assert_eq!(AnnotationType::from_wire(7), None);
     }
 
     #[test]

@@ -47,17 +47,6 @@ const A_LEGACY_SPAN: u8 = 16;
 const A_LEGACY_PARENT: u8 = 32;
 const A_FLAGS: u8 = 63;
 
-fn annotation_type_byte(t: AnnotationType) -> u8 {
-    match t {
-        AnnotationType::ClientSend => 1,
-        AnnotationType::ClientRecv => 2,
-        AnnotationType::ServerRecv => 3,
-        AnnotationType::ServerSend => 4,
-        AnnotationType::Timeout => 5,
-        AnnotationType::Annotation => 6,
-    }
-}
-
 const HAS_PARENT: u8 = 1;
 const PARENT_IN_RECORD: u8 = 2;
 const OTHER_TRACE: u8 = 4;
@@ -228,8 +217,6 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    /// Writes a span; `parent_index` is its parent's number where the
-    /// parent is an earlier span of the record.
     /// Writes an annotation: flags, type, timestamp (from `prev_us`),
     /// duration, strings by number; its IDs go with the spans'.
     fn annotation(&mut self, a: &'a Annotation, trace: TraceId, prev_us: i64) {
@@ -259,7 +246,7 @@ impl<'a> Encoder<'a> {
             }
         }
         body.push(flags);
-        body.push(annotation_type_byte(a.kind));
+        body.push(a.kind.wire());
         put_varint(&mut body, zigzag(a.timestamp_us.wrapping_sub(prev_us)));
         put_varint(&mut body, zigzag(a.duration_us));
         for s in legacy.into_iter().filter_map(|(_, s)| s) {
@@ -276,6 +263,8 @@ impl<'a> Encoder<'a> {
         self.body = body;
     }
 
+    /// Writes a span; `parent_index` is its parent's number where the
+    /// parent is an earlier span of the record.
     fn span(&mut self, s: &'a Span, trace: TraceId, prev_start: u64, parent_index: Option<u32>) {
         let unit = self.unit;
         let mut body = std::mem::take(&mut self.body);
@@ -376,7 +365,7 @@ fn time_unit(fragments: &[&Fragment]) -> i64 {
 }
 
 /// Appends the version 2 record of `fragments` (one trace's) to `out`.
-pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) {
     let trace = fragments.first().map_or(TraceId([0; 16]), |f| f.trace_id());
     // Room for a few distinct strings a fragment up front: the table
     // otherwise grows (and rehashes) five or six times a record.
@@ -439,7 +428,6 @@ pub fn encode(fragments: &[&Fragment], out: &mut Vec<u8>) -> Result<(), String> 
     out.extend_from_slice(&enc.ids);
     put_varint(out, fragments.len() as u64);
     out.extend_from_slice(&enc.body);
-    Ok(())
 }
 
 /// Reads a version 2 record's body (after the version byte).
@@ -1060,7 +1048,7 @@ mod tests {
     fn encoded(frags: &[Fragment]) -> Vec<u8> {
         let refs: Vec<&Fragment> = frags.iter().collect();
         let mut out = Vec::new();
-        encode(&refs, &mut out).unwrap();
+        encode(&refs, &mut out);
         out
     }
 
@@ -1078,9 +1066,9 @@ mod tests {
         assert_eq!(annotations.len(), 2);
         let refs: Vec<&Annotation> = annotations
             .iter()
-            .filter_map(|f| match f {
-                Fragment::Annotation(a) => Some(a),
-                Fragment::Span(_) => None,
+            .map(|f| match f {
+                Fragment::Annotation(a) => a,
+                Fragment::Span(_) => unreachable!("only annotations"),
             })
             .collect();
         let old = postcard_annotations_v2(TraceId([1; 16]), &refs);
