@@ -484,17 +484,10 @@ impl TraceIds {
     }
 
     fn add_hex(&mut self, hex: &str) {
-        if hex.len() != 32 {
-            return;
-        }
         let mut id = [0u8; 16];
-        for (i, b) in id.iter_mut().enumerate() {
-            match u8::from_str_radix(&hex[2 * i..2 * i + 2], 16) {
-                Ok(v) => *b = v,
-                Err(_) => return,
-            }
+        if hex::decode_to_slice(hex, &mut id).is_ok() {
+            self.add_raw(&id);
         }
-        self.add_raw(&id);
     }
 }
 
@@ -514,7 +507,7 @@ impl Pooled {
         let mut at = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let mut hex = [0u8; 32];
-            hex_into(id, &mut hex);
+            hex::encode_to_slice(id, &mut hex).expect("32 bytes for 16");
             for (needle, is_hex) in [(&id[..], false), (&hex[..], true)] {
                 at.extend(memchr::memmem::find_iter(&payload.body, needle).map(|o| (o, i, is_hex)));
             }
@@ -537,20 +530,12 @@ impl Pooled {
             .collect();
         for &(o, i, is_hex) in &self.at {
             if is_hex {
-                hex_into(&ids[i], &mut body[o..o + 32]);
+                hex::encode_to_slice(ids[i], &mut body[o..o + 32]).expect("32 bytes for 16");
             } else {
                 body[o..o + 16].copy_from_slice(&ids[i]);
             }
         }
         body.into()
-    }
-}
-
-fn hex_into(id: &[u8; 16], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in id.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
@@ -561,9 +546,9 @@ fn hex_into(id: &[u8; 16], out: &mut [u8]) {
 /// sending does, on the same cores as the server).
 ///
 /// Only trace IDs change between rounds: attribute values repeat once a
-/// round (a pool of 65,536 spans is some 100 write batches, so never
-/// within one of the store's index blocks), and timestamps are those of
-/// the first round.
+/// round (65,536 spans apart by default, while an index block of the
+/// store holds at most 4,096, so never within one block), and timestamps
+/// are those of the first round.
 pub struct Replay {
     source: Source,
     pool_items: u64,
